@@ -1,0 +1,14 @@
+# The README's two commands: `make demo` (main job, no hardware) and `make test`.
+.PHONY: setup demo test bench
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	.venv/bin/robot-rl demo --out runs/demo
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+bench: setup
+	.venv/bin/python benchmarks/store_throughput.py

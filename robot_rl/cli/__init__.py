@@ -1,0 +1,70 @@
+"""``robot-rl <verb>``: the one command-line entry point.
+
+Each verb is one config dataclass + one function (its docstring is the verb's help and
+carries a command to paste). Later issues add record, train, eval, deploy, finetune,
+launch, calibrate and sim to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from robot_rl import __version__
+from robot_rl.cli._args import add_dataclass_arguments, dataclass_from_namespace
+from robot_rl.cli.data import InfoConfig, RecoverConfig, VerifyConfig, info, recover_cmd, verify_cmd
+from robot_rl.cli.demo import DemoConfig, demo
+from robot_rl.data.errors import StoreError
+
+Command = tuple[type, Callable[[Any], int]]
+
+COMMANDS: dict[str, Command] = {
+    "demo": (DemoConfig, demo),
+    "data info": (InfoConfig, info),
+    "data verify": (VerifyConfig, verify_cmd),
+    "data recover": (RecoverConfig, recover_cmd),
+}
+
+GROUP_HELP = {"data": "inspect, check and repair episode stores"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robot-rl", description="robot_rl: robot learning on real hardware and its sim twin")
+    parser.add_argument("--version", action="version", version=f"robot-rl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    top = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, (cfg_cls, _fn) in COMMANDS.items():
+        words = name.split()
+        doc = (cfg_cls.__doc__ or "").strip()
+        summary = doc.splitlines()[0] if doc else ""
+        if len(words) == 1:
+            sub = top.add_parser(words[0], help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        else:
+            group, verb = words
+            if group not in groups:
+                gp = top.add_parser(group, help=GROUP_HELP.get(group, ""), description=GROUP_HELP.get(group, ""))
+                groups[group] = gp.add_subparsers(dest="subverb", required=True, metavar="<verb>")
+            sub = groups[group].add_parser(verb, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_dataclass_arguments(sub, cfg_cls)
+        sub.set_defaults(_command=name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg_cls, fn = COMMANDS[ns._command]
+    try:
+        return fn(dataclass_from_namespace(cfg_cls, ns))
+    except (StoreError, FileNotFoundError, KeyError, IndexError) as exc:
+        print(f"robot-rl {ns._command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The on-disk layout of an episode store: one module owns every path and codec.
+
+```
+name.zarr/
+  zarr.json            group; attrs["robot_rl"] = schema (version, per-key specs, fps,
+                       robot description, calibration ids); attrs["stats"] = cached stats
+  data/<key>           (T, ...) all steps of all episodes, concatenated in time
+  meta/episode_ends    (E,) int64, exclusive end row of each committed episode (commit marker)
+  meta/episodes        (E,) UTF-8 JSON, one record per committed episode
+  meta (group attrs)   writer progress: flushed_rows, open_episode (for salvage)
+```
+
+The one live writer holds an flock() on the store directory.
+
+Commit protocol (see ``writer.py``): step rows are appended to every ``data/<key>``
+first, then the episode record, and only then ``meta/episode_ends`` is extended.
+Readers trust the longest prefix of ``episode_ends`` that is strictly increasing and
+within the length of every data array; everything after it is an uncommitted tail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
+
+from robot_rl.data.errors import CorruptStoreError, SchemaError
+from robot_rl.data.schema import KeySpec, StoreSchema
+
+DATA = "data"
+META = "meta"
+EPISODE_ENDS = "meta/episode_ends"
+EPISODES = "meta/episodes"
+SCHEMA_ATTR = "robot_rl"
+STATS_ATTR = "stats"
+PARTIAL_SUFFIX = ".partial"  # zarr's LocalStore writes <chunk>.<uuid>.partial, then renames
+
+# zarr skips writing chunks that equal the fill value unless told otherwise; a store
+# must never confuse "all zeros" with "missing", so every chunk is written.
+ARRAY_CONFIG = {"write_empty_chunks": True}
+
+DEFAULT_TIME_CHUNK = 1024
+META_CHUNK = 1024
+
+
+def numeric_codecs() -> list[Any]:
+    # crc32c makes flipped or truncated chunks fail loudly instead of decoding garbage.
+    return [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle), Crc32cCodec()]
+
+
+def image_codecs() -> list[Any]:
+    return [BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.bitshuffle), Crc32cCodec()]
+
+
+def chunk_rows(spec: KeySpec, time_chunk: int = DEFAULT_TIME_CHUNK) -> int:
+    """Rows per chunk along time: one frame for images, ``time_chunk`` otherwise."""
+    return 1 if spec.is_image else time_chunk
+
+
+def create_data_array(group: zarr.Group, key: str, spec: KeySpec, time_chunk: int) -> zarr.Array:
+    rows = chunk_rows(spec, time_chunk)
+    arr = group.create_array(
+        key,
+        shape=(0, *spec.shape),
+        chunks=(rows, *spec.shape),
+        dtype=spec.np_dtype,
+        compressors=image_codecs() if spec.is_image else numeric_codecs(),
+        fill_value=0,
+        config=ARRAY_CONFIG,
+    )
+    return arr
+
+
+def create_meta_arrays(meta: zarr.Group) -> tuple[zarr.Array, zarr.Array]:
+    ends = meta.create_array(
+        "episode_ends",
+        shape=(0,),
+        chunks=(META_CHUNK,),
+        dtype=np.int64,
+        compressors=numeric_codecs(),
+        fill_value=0,
+        config=ARRAY_CONFIG,
+    )
+    records = meta.create_array(
+        "episodes",
+        shape=(0,),
+        chunks=(META_CHUNK,),
+        dtype=str,
+        config=ARRAY_CONFIG,
+    )
+    return ends, records
+
+
+def chunk_file(root: Path, key: str, chunk: int, ndim: int) -> Path:
+    """Path of time-chunk ``chunk`` of ``data/<key>`` (default v3 key encoding, '/')."""
+    return root.joinpath(DATA, key, "c", str(chunk), *(["0"] * (ndim - 1)))
+
+
+def open_root(path: str | os.PathLike[str], mode: str) -> zarr.Group:
+    root = Path(path)
+    if not (root / "zarr.json").is_file():
+        raise CorruptStoreError(f"{root} is not an episode store (no zarr.json)")
+    try:
+        return zarr.open_group(str(root), mode=mode)
+    except Exception as exc:  # zarr raises many types for unreadable metadata
+        raise CorruptStoreError(f"cannot open {root}: {exc}") from exc
+
+
+def read_schema(group: zarr.Group) -> StoreSchema:
+    raw = group.attrs.get(SCHEMA_ATTR)
+    if raw is None:
+        raise CorruptStoreError("store has no robot_rl schema in its attributes (not written by robot_rl?)")
+    try:
+        return StoreSchema.from_json(raw)
+    except SchemaError as exc:
+        raise CorruptStoreError(f"unreadable schema: {exc}") from exc
+
+
+def open_array(group: zarr.Group, name: str, *, key: str | None = None) -> zarr.Array:
+    try:
+        node = group[name]
+    except KeyError as exc:
+        raise CorruptStoreError(f"array '{name}' is missing", key=key or name) from exc
+    except Exception as exc:
+        raise CorruptStoreError(f"array '{name}' has unreadable metadata: {exc}", key=key or name) from exc
+    if not isinstance(node, zarr.Array):
+        raise CorruptStoreError(f"'{name}' is not an array", key=key or name)
+    return node.with_config(ARRAY_CONFIG)
+
+
+def committed_prefix(ends: np.ndarray, max_rows: int) -> int:
+    """Number of leading entries of ``ends`` that form valid committed episodes.
+
+    Valid: strictly increasing, first > 0, last <= ``max_rows`` (the shortest data array).
+    A crash between resizing ``episode_ends`` and writing its new value leaves a trailing
+    fill value (0), which this rejects.
+    """
+    if ends.size == 0:
+        return 0
+    ends = ends.astype(np.int64, copy=False)
+    prev = np.concatenate([[0], ends[:-1]])
+    ok = (ends > prev) & (ends <= max_rows)
+    bad = np.flatnonzero(~ok)
+    return int(bad[0]) if bad.size else int(ends.size)
+
+
+def decode_record(raw: str, episode: int) -> dict[str, Any]:
+    try:
+        record = json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        raise CorruptStoreError(f"episode record is not valid JSON: {exc}", key=EPISODES, episode=episode) from exc
+    if not isinstance(record, dict):
+        raise CorruptStoreError("episode record is not a JSON object", key=EPISODES, episode=episode)
+    return record
+
+
+def partial_files(root: Path) -> list[Path]:
+    """Temporary files left by a write that was killed before zarr's atomic rename."""
+    return sorted(p for p in root.rglob(f"*{PARTIAL_SUFFIX}") if p.is_file())

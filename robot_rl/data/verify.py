@@ -1,0 +1,98 @@
+"""Full integrity check of a store: every committed chunk of every key is read.
+
+Errors (the store cannot be trusted as is): unreadable metadata or schema, missing or
+undecodable chunks, non-finite floats, timestamps going backwards, episode records
+that disagree with the commit marker. Warnings (readers are fine, ``recover`` tidies):
+an uncommitted tail left by a writer that died, zarr temp files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from robot_rl.data import layout
+from robot_rl.data.errors import CorruptStoreError
+from robot_rl.data.store import EpisodeStore
+from robot_rl.data.writer import SOURCES
+
+MAX_ERRORS = 50
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    chunks_checked: int = 0
+    episodes: int = 0
+    steps: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def verify(path: str | os.PathLike[str], progress: bool = False) -> VerifyReport:
+    report = VerifyReport(path=Path(path))
+    try:
+        store = EpisodeStore(path)
+    except CorruptStoreError as exc:
+        report.errors.append(str(exc))
+        return report
+    report.episodes, report.steps = len(store), store.n_steps
+    if store.uncommitted_rows:
+        report.warnings.append(
+            f"{store.uncommitted_rows} uncommitted rows after the last episode (a writer is running or died); "
+            "`robot-rl data recover` truncates or salvages them"
+        )
+    partial = layout.partial_files(store.path)
+    if partial:
+        report.warnings.append(f"{len(partial)} temp file(s) from interrupted writes, e.g. {partial[0]}")
+
+    lengths = store.episode_lengths
+    for i, record in enumerate(store.records):
+        if record.get("length") is not None and record["length"] != int(lengths[i]):
+            report.errors.append(f"episode {i}: record says length {record['length']}, commit marker says {lengths[i]}")
+        if record.get("source") not in SOURCES:
+            report.errors.append(f"episode {i}: unknown source {record.get('source')!r}")
+
+    total = sum(1 for key in store.keys for _ in store.iter_chunks(key))
+    with tqdm(total=total, desc="verify", unit="chunk", disable=not progress) as bar:
+        for key in store.keys:
+            spec = store.schema.keys[key]
+            for chunk, lo, hi in store.iter_chunks(key):
+                bar.update(1)
+                report.chunks_checked += 1
+                try:
+                    values = store.read(key, lo, hi)
+                except CorruptStoreError as exc:
+                    report.errors.append(str(exc))
+                    if len(report.errors) >= MAX_ERRORS:
+                        report.errors.append("... stopping after 50 errors")
+                        return report
+                    continue
+                if spec.np_dtype.kind == "f":
+                    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+                    if bad.any():
+                        row = lo + int(np.flatnonzero(bad)[0])
+                        where = CorruptStoreError(
+                            f"non-finite value at row {row}", key=key, episode=store.episode_of_row(row), chunk=chunk
+                        )
+                        report.errors.append(str(where))
+    if "timestamp" in store.schema.keys and store.n_steps:
+        try:
+            ts = np.concatenate([store.read("timestamp", lo, hi) for _, lo, hi in store.iter_chunks("timestamp")])
+            back = np.flatnonzero(np.diff(ts) < 0) + 1
+            starts = set(store.episode_starts.tolist())
+            for row in back:
+                if int(row) not in starts:
+                    report.errors.append(f"episode {store.episode_of_row(int(row))}: timestamp goes backwards at row {row}")
+                    break
+        except CorruptStoreError:
+            pass  # already reported per chunk
+    return report
