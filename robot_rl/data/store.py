@@ -183,14 +183,14 @@ class EpisodeStore:
         try:
             return np.asarray(arr[start:stop])
         except Exception as exc:
-            self._locate_bad_chunk(key, first, last, exc)
+            self._locate_bad_chunk(key, start, stop, exc)
             raise CorruptStoreError(f"read failed: {exc}", key=key) from exc
 
-    def _locate_bad_chunk(self, key: str, first: int, last: int, exc: Exception) -> None:
+    def _locate_bad_chunk(self, key: str, start: int, stop: int, exc: Exception) -> None:
         arr = self._arrays[key]
         rows = arr.chunks[0]
-        for chunk in range(first, last + 1):
-            lo, hi = chunk * rows, min((chunk + 1) * rows, arr.shape[0])
+        for chunk in range(start // rows, (stop - 1) // rows + 1):
+            lo, hi = max(chunk * rows, start), min((chunk + 1) * rows, stop)
             try:
                 arr[lo:hi]
             except Exception as inner:

@@ -61,19 +61,20 @@ def verify(path: str | os.PathLike[str], progress: bool = False) -> VerifyReport
         if record.get("source") not in SOURCES:
             report.errors.append(f"episode {i}: unknown source {record.get('source')!r}")
 
-    total = sum(1 for key in store.keys for _ in store.iter_chunks(key))
+    blocks = {key: list(_blocks(store, key)) for key in store.keys}
+    total = sum(c for key in blocks for _, _, c in blocks[key])
     with tqdm(total=total, desc="verify", unit="chunk", disable=not progress) as bar:
-        for key in store.keys:
+        for key, key_blocks in blocks.items():
             spec = store.schema.keys[key]
-            for chunk, lo, hi in store.iter_chunks(key):
-                bar.update(1)
-                report.chunks_checked += 1
+            for lo, hi, n_chunks in key_blocks:
+                bar.update(n_chunks)
+                report.chunks_checked += n_chunks
                 try:
                     values = store.read(key, lo, hi)
                 except CorruptStoreError as exc:
                     report.errors.append(str(exc))
                     if len(report.errors) >= MAX_ERRORS:
-                        report.errors.append("... stopping after 50 errors")
+                        report.errors.append(f"... stopping after {MAX_ERRORS} errors")
                         return report
                     continue
                 if spec.np_dtype.kind == "f":
@@ -81,7 +82,10 @@ def verify(path: str | os.PathLike[str], progress: bool = False) -> VerifyReport
                     if bad.any():
                         row = lo + int(np.flatnonzero(bad)[0])
                         where = CorruptStoreError(
-                            f"non-finite value at row {row}", key=key, episode=store.episode_of_row(row), chunk=chunk
+                            f"non-finite value at row {row}",
+                            key=key,
+                            episode=store.episode_of_row(row),
+                            chunk=row // store.chunk_rows(key),
                         )
                         report.errors.append(str(where))
     if "timestamp" in store.schema.keys and store.n_steps:
@@ -96,3 +100,15 @@ def verify(path: str | os.PathLike[str], progress: bool = False) -> VerifyReport
         except CorruptStoreError:
             pass  # already reported per chunk
     return report
+
+
+def _blocks(store: EpisodeStore, key: str, min_rows: int = 256) -> list[tuple[int, int, int]]:
+    """``(start, stop, n_chunks)`` read units: whole chunks, at least ``min_rows`` rows.
+
+    A read that fails is narrowed down to the bad chunk by ``EpisodeStore.read``.
+    """
+    rows = store.chunk_rows(key)
+    per = max(1, min_rows // rows)
+    n = store.n_steps
+    step = per * rows
+    return [(lo, min(lo + step, n), (min(lo + step, n) - lo + rows - 1) // rows) for lo in range(0, n, step)]
