@@ -201,3 +201,20 @@ def test_all_zero_data_is_written_not_skipped(store_path):
     ep = store.episode(0)
     assert not ep["obs.image.wrist"].any() and not ep["reward"].any()
     assert len(list((store_path / "data" / "obs.image.wrist" / "c").iterdir())) == 3
+
+
+def test_random_access_sample_and_verify_method(store_path):
+    write_store(store_path, 3)
+    store = EpisodeStore(store_path)
+    start1, end1 = store.bounds(1)
+    idx = np.array([0, end1 - 2, start1, store.n_steps - 1])
+    out = store.sample(idx, horizon=3)
+    want = np.concatenate([episode_data(i)["action"] for i in range(3)])
+    assert out["action"].shape == (4, 3, 7) and out["obs.image.wrist"].shape == (4, 3, 24, 32, 3)
+    np.testing.assert_array_equal(out["action"][0], want[0:3])
+    np.testing.assert_array_equal(out["action"][1], want[[end1 - 2, end1 - 1, end1 - 1]])  # padded at the end
+    np.testing.assert_array_equal(out["is_pad"][1], [False, False, True])
+    np.testing.assert_array_equal(out["action"][3], want[[-1, -1, -1]])
+    with pytest.raises(IndexError):
+        store.sample([store.n_steps])
+    assert store.verify().ok

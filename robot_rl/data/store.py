@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
@@ -27,6 +27,9 @@ from robot_rl.data import layout
 from robot_rl.data.errors import CorruptStoreError
 from robot_rl.data.schema import StoreSchema
 from robot_rl.data.stats import Stats, compute_stats, stats_from_json
+
+if TYPE_CHECKING:
+    from robot_rl.data.verify import VerifyReport
 
 
 class EpisodeStore:
@@ -200,6 +203,46 @@ class EpisodeStore:
                     episode=self.episode_of_row(lo),
                     chunk=chunk,
                 ) from inner
+
+    def sample(self, indices: Sequence[int] | np.ndarray, horizon: int = 1, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Random access without loading the store: ``horizon`` rows from each index.
+
+        ``indices`` are committed step rows (B,). Returns each key as ``(B, horizon, ...)``
+        and ``is_pad`` ``(B, horizon)``: rows past the episode's end repeat its last row.
+        For training loops, ``robot_rl.data.sampler`` (arrays loaded once) is faster.
+        """
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.ndim != 1 or horizon < 1:
+            raise ValueError("indices must be 1-D and horizon >= 1")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_steps):
+            raise IndexError(f"row indices outside the {self.n_steps} committed rows")
+        last = self._ends[np.searchsorted(self._ends, idx, side="right")] - 1
+        raw = idx[:, None] + np.arange(horizon)[None]
+        rows = np.minimum(raw, last[:, None])
+        unique, inverse = np.unique(rows, return_inverse=True)
+        out: dict[str, np.ndarray] = {}
+        for key in keys if keys is not None else self.keys:
+            arr = self._arrays[key]
+            per_chunk = arr.chunks[0]
+            for chunk in np.unique(unique // per_chunk):
+                if not layout.chunk_file(self.path, key, int(chunk), arr.ndim).is_file():
+                    raise CorruptStoreError(
+                        "chunk file is missing", key=key, episode=self.episode_of_row(int(chunk) * per_chunk), chunk=int(chunk)
+                    )
+            try:
+                values = np.asarray(arr.oindex[unique])
+            except Exception as exc:
+                self._locate_bad_chunk(key, int(unique[0]), int(unique[-1]) + 1, exc)
+                raise CorruptStoreError(f"read failed: {exc}", key=key) from exc
+            out[key] = values[inverse.reshape(rows.shape)]
+        out["is_pad"] = raw != rows
+        return out
+
+    def verify(self, progress: bool = False) -> VerifyReport:
+        """Read every committed chunk and check the store's invariants (see ``verify.py``)."""
+        from robot_rl.data.verify import verify
+
+        return verify(self.path, progress=progress)
 
     def episode_of_row(self, row: int) -> int | None:
         """Committed episode holding ``row``, or None for uncommitted rows."""
