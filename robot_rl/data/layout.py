@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,17 @@ def create_meta_arrays(meta: zarr.Group) -> tuple[zarr.Array, zarr.Array]:
 def chunk_file(root: Path, key: str, chunk: int, ndim: int) -> Path:
     """Path of time-chunk ``chunk`` of ``data/<key>`` (default v3 key encoding, '/')."""
     return root.joinpath(DATA, key, "c", str(chunk), *(["0"] * (ndim - 1)))
+
+
+def first_missing_chunk(root: Path, key: str, arr: zarr.Array, chunks: Iterable[int]) -> int | None:
+    """The first of ``chunks`` (time-chunk indices of ``data/<key>``) with no file, or None.
+
+    zarr returns the fill value for a missing chunk; the store treats it as damage.
+    """
+    for chunk in chunks:
+        if not chunk_file(root, key, int(chunk), arr.ndim).is_file():
+            return int(chunk)
+    return None
 
 
 def open_root(path: str | os.PathLike[str], mode: str) -> zarr.Group:

@@ -160,9 +160,9 @@ def _salvage_record(
 def _unreadable_tail(root_dir: Path, arrays: dict[str, zarr.Array], start: int, stop: int) -> str | None:
     for key, arr in arrays.items():
         rows = arr.chunks[0]
-        for chunk in range(start // rows, (stop - 1) // rows + 1):
-            if not layout.chunk_file(root_dir, key, chunk, arr.ndim).is_file():
-                return f"key '{key}' chunk {chunk} is missing"
+        missing = layout.first_missing_chunk(root_dir, key, arr, range(start // rows, (stop - 1) // rows + 1))
+        if missing is not None:
+            return f"key '{key}' chunk {missing} is missing"
         try:
             arr[start:stop]
         except Exception as exc:

@@ -174,15 +174,14 @@ class EpisodeStore:
         if start == stop:
             return np.empty((0, *arr.shape[1:]), dtype=arr.dtype)
         rows = arr.chunks[0]
-        first, last = start // rows, (stop - 1) // rows
-        for chunk in range(first, last + 1):
-            if not layout.chunk_file(self.path, key, chunk, arr.ndim).is_file():
-                raise CorruptStoreError(
-                    "chunk file is missing (deleted or never written)",
-                    key=key,
-                    episode=self.episode_of_row(max(start, chunk * rows)),
-                    chunk=chunk,
-                )
+        missing = layout.first_missing_chunk(self.path, key, arr, range(start // rows, (stop - 1) // rows + 1))
+        if missing is not None:
+            raise CorruptStoreError(
+                "chunk file is missing (deleted or never written)",
+                key=key,
+                episode=self.episode_of_row(max(start, missing * rows)),
+                chunk=missing,
+            )
         try:
             return np.asarray(arr[start:stop])
         except Exception as exc:
@@ -224,11 +223,14 @@ class EpisodeStore:
         for key in keys if keys is not None else self.keys:
             arr = self._arrays[key]
             per_chunk = arr.chunks[0]
-            for chunk in np.unique(unique // per_chunk):
-                if not layout.chunk_file(self.path, key, int(chunk), arr.ndim).is_file():
-                    raise CorruptStoreError(
-                        "chunk file is missing", key=key, episode=self.episode_of_row(int(chunk) * per_chunk), chunk=int(chunk)
-                    )
+            missing = layout.first_missing_chunk(self.path, key, arr, np.unique(unique // per_chunk))
+            if missing is not None:
+                raise CorruptStoreError(
+                    "chunk file is missing (deleted or never written)",
+                    key=key,
+                    episode=self.episode_of_row(missing * per_chunk),
+                    chunk=missing,
+                )
             try:
                 values = np.asarray(arr.oindex[unique])
             except Exception as exc:
