@@ -17,6 +17,7 @@ from robot_rl import __version__
 from robot_rl.cli._args import add_dataclass_arguments, dataclass_from_namespace
 from robot_rl.cli.data import InfoConfig, RecoverConfig, VerifyConfig, info, recover_cmd, verify_cmd
 from robot_rl.cli.demo import DemoConfig, demo
+from robot_rl.cli.sim import CollectConfig, EvalConfig, collect, evaluate_cmd
 from robot_rl.data.errors import StoreError
 
 Command = tuple[type, Callable[[Any], int]]
@@ -26,9 +27,11 @@ COMMANDS: dict[str, Command] = {
     "data info": (InfoConfig, info),
     "data verify": (VerifyConfig, verify_cmd),
     "data recover": (RecoverConfig, recover_cmd),
+    "sim collect": (CollectConfig, collect),
+    "sim eval": (EvalConfig, evaluate_cmd),
 }
 
-GROUP_HELP = {"data": "inspect, check and repair episode stores"}
+GROUP_HELP = {"data": "inspect, check and repair episode stores", "sim": "scripted data and evaluation on the sim twin"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg_cls, fn = COMMANDS[ns._command]
     try:
         return fn(dataclass_from_namespace(cfg_cls, ns))
-    except (StoreError, FileNotFoundError, KeyError, IndexError) as exc:
+    except (StoreError, FileNotFoundError, KeyError, IndexError, ValueError, TypeError) as exc:
         print(f"robot-rl {ns._command}: error: {exc}", file=sys.stderr)
         return 2
 

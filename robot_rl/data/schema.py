@@ -8,6 +8,7 @@ extras. ``reward``, ``done`` and ``timestamp`` are always present.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -144,6 +145,11 @@ class StoreSchema:
             raise SchemaError(f"fps must be a positive number, got {self.fps!r}")
         object.__setattr__(self, "keys", keys)
         object.__setattr__(self, "fps", float(self.fps))
+        for attr in ("robot", "calibration"):  # stored as JSON: normalise (tuples -> lists) and check
+            try:
+                object.__setattr__(self, attr, json.loads(json.dumps(dict(getattr(self, attr)), allow_nan=False)))
+            except (TypeError, ValueError) as exc:
+                raise SchemaError(f"schema {attr} description is not JSON-serialisable: {exc}") from exc
 
     @classmethod
     def build(

@@ -7,6 +7,7 @@ the target at no more than their velocity limit; task: reach a random joint targ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,6 +116,12 @@ class MockArm(SimRobot):
     def is_success(self) -> bool:
         return bool(np.max(np.abs(self.q - self.target)) < self.config.success_tol)
 
+    def scripted_expert(self, noise: float = 0.0, seed: int | None = None) -> _NoisyExpert:
+        def act(obs: Obs) -> np.ndarray:
+            return np.concatenate([obs["target"], [1.0]])
+
+        return _NoisyExpert(act, self.action_spec, noise, seed)
+
 
 @dataclass
 class MockBaseConfig(RobotConfig):
@@ -202,3 +209,32 @@ class MockBase(SimRobot):
 
     def is_success(self) -> bool:
         return bool(np.linalg.norm(self.pose[:2] - self.goal) < self.config.goal_tol)
+
+    def scripted_expert(self, noise: float = 0.0, seed: int | None = None) -> _NoisyExpert:
+        c = self.config
+
+        def act(obs: Obs) -> np.ndarray:
+            x, y, yaw = obs["odom"][:3]
+            dx, dy = obs["goal"] - np.array([x, y])
+            heading = (np.arctan2(dy, dx) - yaw + np.pi) % (2 * np.pi) - np.pi
+            v = min(c.max_linear, np.hypot(dx, dy)) * max(0.0, np.cos(heading))
+            return np.array([v, np.clip(2.0 * heading, -c.max_angular, c.max_angular)])
+
+        return _NoisyExpert(act, self.action_spec, noise, seed)
+
+
+class _NoisyExpert:
+    """A deterministic controller plus Gaussian noise scaled to the action range."""
+
+    def __init__(self, fn: Callable[[Obs], np.ndarray], spec: KeySpec, noise: float, seed: int | None) -> None:
+        self.fn, self.noise, self.seed = fn, noise, seed
+        assert spec.low is not None and spec.high is not None
+        self.low, self.high = np.array(spec.low), np.array(spec.high)
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+    def act(self, obs: Obs) -> np.ndarray:
+        a = self.fn(obs) + self.noise * (self.high - self.low) / 2 * self.rng.standard_normal(self.low.shape)
+        return np.clip(a, self.low, self.high).astype(np.float32)

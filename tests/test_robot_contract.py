@@ -1,0 +1,86 @@
+"""One contract test over every registered Robot (mock and sim twin; drivers add
+theirs when they land): specs match observations, send_action respects limits and
+returns what was sent, reset is deterministic for a seed, the expert acts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robot_rl.robots import GuardedRobot, SimRobot, available_robots, make_robot
+from robot_rl.safety import apply_limits
+
+ROBOTS = available_robots()
+
+
+@pytest.fixture(scope="module", params=ROBOTS)
+def robot(request):
+    r = make_robot(request.param)
+    r.connect()
+    yield r
+    r.disconnect()
+
+
+def check_obs(robot, obs):
+    spec = robot.observation_spec
+    assert set(obs) == set(spec), f"observation keys {sorted(obs)} != spec {sorted(spec)}"
+    for key, s in spec.items():
+        assert obs[key].shape == s.shape, key
+        assert obs[key].dtype == s.np_dtype, key
+        if not s.is_image:
+            assert np.all(np.isfinite(obs[key])), key
+
+
+def test_specs_are_complete(robot):
+    a = robot.action_spec
+    assert a.low is not None and a.high is not None and a.names is not None and len(a.shape) == 1
+    lim = robot.config.safety_limits()
+    assert lim.size == a.shape[0]
+    assert np.all(np.array(lim.low) >= np.array(a.low) - 1e-9) and np.all(np.array(lim.high) <= np.array(a.high) + 1e-9)
+    for key, s in robot.observation_spec.items():
+        assert s.units or s.is_image, f"{key} has no units"
+
+
+def test_reset_is_deterministic_and_matches_spec(robot):
+    if not isinstance(robot, SimRobot):
+        pytest.skip("only simulated robots reset themselves")  # real drivers: hardware-marked tests
+    a, b, c = robot.reset(3), robot.reset(3), robot.reset(4)
+    check_obs(robot, a)
+    for key, s in robot.observation_spec.items():
+        if not s.is_image:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert any(not np.array_equal(a[k], c[k]) for k, s in robot.observation_spec.items() if not s.is_image)
+    assert not robot.is_success()
+
+
+def test_guarded_commands_respect_limits_and_return_what_was_sent(robot):
+    if isinstance(robot, SimRobot):
+        robot.reset(0)
+    guard = GuardedRobot(robot)
+    lim = robot.config.safety_limits()
+    rng = np.random.default_rng(0)
+    n = robot.action_spec.shape[0]
+    for requested in [np.full(n, 1e6), np.full(n, -1e6), rng.uniform(-3, 3, n), np.full(n, np.nan)]:
+        obs = guard.observe()
+        check_obs(robot, obs)
+        sent, decision = guard.command(requested)
+        assert sent.shape == (n,) and sent.dtype == robot.action_spec.np_dtype
+        assert np.all(np.isfinite(sent))
+        assert np.all(sent >= np.array(lim.low) - 1e-6) and np.all(sent <= np.array(lim.high) + 1e-6)
+        np.testing.assert_allclose(sent, decision.action, atol=1e-5)
+    hold = robot.hold_action(guard.observe())
+    safe, reasons = apply_limits(hold, guard.observe(), None, lim)
+    assert safe is not None and not any("holding" in r for r in reasons)
+
+
+def test_scripted_expert_acts(robot):
+    if not isinstance(robot, SimRobot):
+        pytest.skip("experts are for simulated tasks")
+    obs = robot.reset(1)
+    expert = robot.scripted_expert(noise=0.0, seed=0)
+    expert.reset()
+    for _ in range(3):
+        a = expert.act(obs)
+        assert a.shape == robot.action_spec.shape and np.all(np.isfinite(a))
+        robot.send_action(a)
+        obs = robot.get_observation()
