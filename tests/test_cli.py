@@ -61,7 +61,8 @@ def test_recover_and_errors(store_path, tmp_path, capsys):
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--episodes", "4"]) == 0
+    assert main(["demo", "--task", "mock_arm", "--out", str(tmp_path / "demo"), "--episodes", "4"]) == 0
     out = capsys.readouterr().out
     assert "[4/4] sampling" in out and "4 committed" in out and "OK:" in out
+    assert "noise 0: 2/2 successful" in out
     shutil.rmtree(tmp_path / "demo")

@@ -4,6 +4,7 @@ launch files (drivers/, sim/, calibration/, launch/ are mapped into robot_rl).""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -48,9 +49,13 @@ def test_editable_install(tmp_path):
 
 @pytest.mark.slow
 def test_built_wheel(tmp_path):
+    # build from a copy of the source: setuptools' in-tree build/ would otherwise litter the
+    # checkout and could carry stale modules into later wheels
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "runs", "*.egg-info", "__pycache__"))
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(src)],
         check=True,
         cwd=tmp_path,
     )

@@ -1,13 +1,14 @@
-"""``robot-rl demo``: the main job, runnable on any machine with no hardware.
+"""``robot-rl demo``: the main job, on the sim twin, with no hardware.
 
-For now it exercises the data path end to end on a synthetic point-mass task: record
-episodes with a scripted expert into a zarr store, verify it, summarise it, and serve
-training batches from it. The sim-twin issue replaces the task with the robosuite /
-MuJoCo twin.
+Records scripted-expert episodes on the twin into a zarr store (the expert stands in
+for a teleoperator; its commands pass the same SafetyFilter), verifies every chunk,
+prints the store summary and serves training batches from it. Later issues extend it
+to train a policy and deploy it back on the twin.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,30 +17,44 @@ import numpy as np
 
 from robot_rl.cli._args import arg
 from robot_rl.cli.data import InfoConfig, info
+from robot_rl.cli.sim import TASKS, make_sim_robot
 from robot_rl.data import EpisodeStore
 from robot_rl.data.sampler import TransitionSampler, WindowSampler, load_episodes
-from robot_rl.data.synthetic import write_synthetic_store
 from robot_rl.data.verify import verify
+from robot_rl.robots import robot_classes
 
 
 @dataclass
 class DemoConfig:
-    """Record a synthetic dataset with a scripted expert, verify it and sample from it.
+    """Collect a small dataset on the sim twin with the scripted expert, verify it, summarise it, sample from it.
 
-    Example: robot-rl demo --out runs/demo --episodes 50
+    Example: robot-rl demo --task lift --episodes 10 --out runs/demo
     """
 
-    out: Path = arg(Path("runs/demo"), help="output directory (the store is <out>/demo.zarr)")
-    episodes: int = arg(30, help="episodes to record")
-    cameras: list[str] = arg(["front"], help="synthetic camera names (64x64 RGB frames each)")
+    task: str = arg("lift", help=f"sim task ({', '.join(TASKS)})")
+    episodes: int = arg(10, help="episodes to record")
+    noise: list[float] = arg([0.0, 0.3], help="expert noise levels (mixed-quality data)")
+    out: Path = arg(Path("runs/demo"), help="output directory (the store is <out>/<task>.zarr)")
+    cameras: list[str] = arg(["agentview"], help="cameras to record, for arm tasks (none: --cameras with no names)")
+    set: list[str] = arg([], help="other robot config overrides FIELD=VALUE")
     seed: int = arg(0, help="random seed")
 
 
 def demo(cfg: DemoConfig) -> int:
-    path = cfg.out / "demo.zarr"
-    print(f"[1/4] recording {cfg.episodes} scripted episodes into {path}")
+    from robot_rl.envs import collect_episodes
+
+    path = cfg.out / f"{cfg.task}.zarr"
+    overrides = list(cfg.set)
+    config_cls, _ = robot_classes(TASKS.get(cfg.task, cfg.task))
+    if "cameras" in {f.name for f in dataclasses.fields(config_cls)}:
+        overrides.append(f"cameras=[{','.join(cfg.cameras)}]")
+    name, robot = make_sim_robot(cfg.task, overrides)
+    print(f"[1/4] recording {cfg.episodes} scripted episodes of {name} (noise {cfg.noise}) into {path}")
     t0 = time.perf_counter()
-    write_synthetic_store(path, cfg.episodes, cameras=cfg.cameras, seed=cfg.seed, overwrite=True, progress=True)
+    with robot:
+        results = collect_episodes(robot, name, cfg.task, path, cfg.episodes, cfg.noise, cfg.seed, overwrite=True)
+    for level, s in sorted(results.items()):
+        print(f"      noise {level:g}: {sum(s)}/{len(s)} successful")
     print(f"      done in {time.perf_counter() - t0:.1f} s")
     print("[2/4] verifying every chunk")
     report = verify(path, progress=True)
