@@ -188,8 +188,13 @@ class SafetyFilter:
         self._logged: set[str] = set()
 
     # ---------------------------------------------------------------- commands
-    def filter(self, requested: Any, obs: Mapping[str, np.ndarray] | None) -> FilterResult:
-        """Decide what to send for a newly received command."""
+    def filter(self, requested: Any, obs: Mapping[str, np.ndarray] | None, fresh: bool = True) -> FilterResult:
+        """Decide what to send for a command.
+
+        ``fresh=False`` re-applies a command already received (a control loop running
+        faster than its command source): it is filtered again but does not count as a
+        new command, so it cannot hold off the timeout.
+        """
         if self._estop:
             return self._hold(obs, "e-stop latched")
         hold = self.hold_fn(obs)
@@ -203,7 +208,8 @@ class SafetyFilter:
         for r in reasons:
             self._count(r)
         self._last_safe = safe
-        self._last_accept = self.clock()
+        if fresh:
+            self._last_accept = self.clock()
         return self._sent(FilterResult(safe, accepted=True, reasons=reasons))
 
     def tick(self, obs: Mapping[str, np.ndarray] | None) -> FilterResult | None:
@@ -222,7 +228,8 @@ class SafetyFilter:
         self._count(why)
         self._last_safe = None
         hold = self.hold_fn(obs)
-        action, reasons = apply_limits(hold, obs, self.last_sent, self.limits, hold)
+        # no rate limit on a hold: an e-stop or a timeout stops now, not after a ramp
+        action, reasons = apply_limits(hold, obs, None, self.limits, hold)
         assert action is not None, "a robot's hold action must be a finite vector of the action size"
         return self._sent(FilterResult(action, accepted=False, reasons=[why, *reasons], holding=True))
 

@@ -17,6 +17,7 @@ from robot_rl import __version__
 from robot_rl.cli._args import add_dataclass_arguments, dataclass_from_namespace
 from robot_rl.cli.data import InfoConfig, RecoverConfig, VerifyConfig, info, recover_cmd, verify_cmd
 from robot_rl.cli.demo import DemoConfig, demo
+from robot_rl.cli.launch import LaunchConfig, launch
 from robot_rl.cli.sim import CollectConfig, EvalConfig, collect, evaluate_cmd
 from robot_rl.data.errors import StoreError
 
@@ -27,6 +28,7 @@ COMMANDS: dict[str, Command] = {
     "data info": (InfoConfig, info),
     "data verify": (VerifyConfig, verify_cmd),
     "data recover": (RecoverConfig, recover_cmd),
+    "launch": (LaunchConfig, launch),
     "sim collect": (CollectConfig, collect),
     "sim eval": (EvalConfig, evaluate_cmd),
 }

@@ -50,6 +50,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         else:
             raise TypeError(f"{cls.__name__}.{f.name}: unsupported CLI type {tp!r}")
         if meta.get("positional"):
+            if kwargs.get("nargs") == "*":
+                kwargs["default"] = f.default_factory() if f.default_factory is not MISSING else []
             parser.add_argument(f.name, metavar=f.name.upper(), **kwargs)
             continue
         if f.default is not MISSING:

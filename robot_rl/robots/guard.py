@@ -30,10 +30,13 @@ class GuardedRobot:
         self.last_obs = self.robot.get_observation()
         return self.last_obs
 
-    def command(self, requested: Any) -> tuple[np.ndarray, FilterResult]:
-        """Filter ``requested`` and send the result; returns (action actually sent, decision)."""
+    def command(self, requested: Any, fresh: bool = True) -> tuple[np.ndarray, FilterResult]:
+        """Filter ``requested`` and send the result; returns (action actually sent, decision).
+
+        ``fresh=False``: re-apply the last received command (it does not reset the timeout).
+        """
         obs = self.last_obs if self.last_obs is not None else self.observe()
-        result = self.filter.filter(requested, obs)
+        result = self.filter.filter(requested, obs, fresh=fresh)
         return self._send(result), result
 
     def tick(self) -> tuple[np.ndarray, FilterResult] | None:

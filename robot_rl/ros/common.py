@@ -1,0 +1,128 @@
+"""QoS profiles, message conversions and the node runner shared by robot_rl's nodes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+
+SENSOR_QOS = qos_profile_sensor_data
+RELIABLE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+LATCHED_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST
+)
+
+
+def command_qos(timeout_s: float) -> QoSProfile:
+    """Reliable, latest-only, with a deadline equal to the robot's command timeout."""
+    return QoSProfile(
+        depth=1,
+        reliability=ReliabilityPolicy.RELIABLE,
+        history=HistoryPolicy.KEEP_LAST,
+        deadline=Duration(seconds=timeout_s),
+    )
+
+
+def stamp_to_ns(stamp: TimeMsg) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> TimeMsg:
+    return TimeMsg(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def vector_msg(values: np.ndarray, names: Sequence[str], stamp_ns: int, frame: str = "") -> JointState:
+    msg = JointState()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame
+    msg.name = list(names)
+    msg.position = [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+    return msg
+
+
+def vector_from_msg(msg: JointState, size: int, names: Sequence[str] | None = None) -> np.ndarray:
+    """Values of a stamped named vector; raises ValueError on a wrong size or names."""
+    values = np.asarray(msg.position, dtype=np.float64)
+    if values.shape != (size,):
+        raise ValueError(f"expected {size} values, got {values.shape[0]}")
+    if names is not None and msg.name and list(msg.name) != list(names):
+        raise ValueError(f"element names {list(msg.name)} do not match {list(names)}")
+    return values
+
+
+def image_msg(frame: np.ndarray, stamp_ns: int, frame_id: str = "") -> Image:
+    msg = Image()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(frame.shape[0]), int(frame.shape[1])
+    msg.encoding = "rgb8" if frame.shape[2] == 3 else "mono8"
+    msg.step = int(frame.shape[1] * frame.shape[2])
+    msg.data = np.ascontiguousarray(frame, dtype=np.uint8).tobytes()
+    return msg
+
+
+def image_from_msg(msg: Image, shape: tuple[int, ...]) -> np.ndarray:
+    if (msg.height, msg.width) != tuple(shape[:2]) or msg.encoding not in ("rgb8", "mono8"):
+        raise ValueError(f"image {msg.width}x{msg.height} {msg.encoding}, expected {shape[1]}x{shape[0]} rgb8")
+    return np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(shape)
+
+
+def json_param(node: LifecycleNode, name: str, default: Any) -> Any:
+    raw = node.get_parameter(name).value
+    if raw in (None, ""):
+        return default
+    try:
+        return json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"parameter {name!r} is not valid JSON: {exc}") from exc
+
+
+class RobotRLNode(LifecycleNode):
+    """Lifecycle-style node: resources in configure, timers in activate.
+
+    With parameter ``autostart`` (default true) the node configures and activates
+    itself, since a plain process launch has no lifecycle manager; the standard
+    lifecycle services are there for one.
+    """
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.declare_parameter("autostart", True)
+
+    def fail(self, message: str) -> TransitionCallbackReturn:
+        self.get_logger().error(message)
+        return TransitionCallbackReturn.FAILURE
+
+
+def run_node(node_cls: type[RobotRLNode], args: Sequence[str] | None = None) -> int:
+    """Entry point body: init, (auto)start, spin until shutdown; 1 if configure fails."""
+    rclpy.init(args=list(args) if args is not None else sys.argv)
+    node = node_cls()
+    code = 0
+    try:
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                return 1
+            node.trigger_activate()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok() and not getattr(node, "finished", False):
+            executor.spin_once(timeout_sec=0.1)
+        code = int(getattr(node, "exit_code", 0))
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code

@@ -1,0 +1,257 @@
+"""Recorder node: writes what the robot node observed and sent into an episode store.
+
+    robot-rl-recorder-node --ros-args -p out:=runs/lift.zarr -p task:=lift -p source:=teleop
+
+Alignment policy (documented in docs/ros.md): one store step per ``action_sent``
+message. Its stamp is the stamp of the observation the action was applied in; each
+observation key takes its latest message with a stamp <= that stamp (latest-before /
+hold). A step is assembled once every key has a message at or after its stamp, or
+one control period after it arrived; a key held from an older message counts as a
+drop for that key. Services: ``~/start`` (Trigger), ``~/stop`` (SetBool: data =
+success), ``~/discard`` (Trigger); status JSON on ``~/status``. Episodes are committed
+with ``EpisodeWriter``: a killed recorder loses at most the episode in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, deque
+from typing import Any
+
+import numpy as np
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from robot_rl.data import SOURCES, EpisodeWriter, KeySpec, StoreError, StoreSchema
+from robot_rl.ros.common import (
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    RobotRLNode,
+    image_from_msg,
+    run_node,
+    stamp_to_ns,
+    vector_from_msg,
+)
+
+HISTORY = 64
+
+
+class RecorderNode(RobotRLNode):
+    def __init__(self) -> None:
+        super().__init__("recorder")
+        self.declare_parameter("out", "")
+        self.declare_parameter("task", "")
+        self.declare_parameter("source", "teleop")
+        self.declare_parameter("operator", "")
+        self.declare_parameter("flush_every", 50)
+        self.writer: EpisodeWriter | None = None
+        self.recording = False
+        self.dropped: Counter[str] = Counter()
+        self.rejected = 0
+        self._history: dict[str, deque[tuple[int, np.ndarray]]] = {}
+        self._pending: deque[tuple[int, float, np.ndarray]] = deque()
+        self._start_stamp = 0
+        self._last_reset_stamp = 0
+        self._steps_written = 0
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        self.out = self.get_parameter("out").value
+        if not self.out:
+            return self.fail("parameter 'out' (the store path) is required")
+        # a SOURCES value, or the teleop device's name: any device but 'scripted' is a human
+        source = self.get_parameter("source").value
+        if source not in SOURCES:
+            source = "teleop"
+        self.defaults = {"source": source, "task": self.get_parameter("task").value or None}
+        if self.get_parameter("operator").value:
+            self.defaults["operator"] = self.get_parameter("operator").value
+        self.create_subscription(String, "robot_spec", self._on_spec, LATCHED_QOS)
+        self.create_subscription(String, "events", self._on_event, RELIABLE_QOS)
+        self.create_service(Trigger, "~/start", self._on_start)
+        self.create_service(SetBool, "~/stop", self._on_stop)
+        self.create_service(Trigger, "~/discard", self._on_discard)
+        self._status_pub = self.create_publisher(String, "~/status", RELIABLE_QOS)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._timer = self.create_timer(0.005, self._assemble)
+        self._status_timer = self.create_timer(0.5, self._publish_status)
+        return super().on_activate(state)
+
+    def destroy_node(self) -> None:
+        if self.writer is not None:
+            self.writer.close()  # an episode in progress is discarded, committed ones stay
+            self.writer = None
+        super().destroy_node()
+
+    # ------------------------------------------------------------------ spec -> store
+    def _on_spec(self, msg: String) -> None:
+        if self.writer is not None:
+            return
+        try:
+            spec = json.loads(msg.data)
+            obs = {k: KeySpec.from_json(v) for k, v in spec["observation_spec"].items()}
+            schema = StoreSchema.build(
+                obs=obs,
+                action=KeySpec.from_json(spec["action_spec"]),
+                fps=spec["fps"],
+                robot={"name": spec["name"], "config": spec.get("config", {})},
+            )
+            self.defaults["robot"] = spec["name"]
+            self.writer = EpisodeWriter(self.out, schema, defaults=self.defaults, flush_every=int(self.get_parameter("flush_every").value))
+        except (KeyError, ValueError, TypeError, StoreError) as exc:
+            self.get_logger().error(f"cannot open store {self.out}: {exc}")
+            self.exit_code, self.finished = 1, True
+            return
+        self.schema = schema
+        self.period_ns = int(1e9 / schema.fps)
+        self.obs_specs = obs
+        for key, s in obs.items():
+            self._history[key] = deque(maxlen=HISTORY)
+            if s.is_image:
+                self.create_subscription(Image, f"{key.removeprefix('image.')}/image_raw", lambda m, k=key: self._on_image(k, m), SENSOR_QOS)
+            else:
+                self.create_subscription(JointState, f"state/{key}", lambda m, k=key: self._on_vector(k, m), SENSOR_QOS)
+        self._history["task"] = deque(maxlen=HISTORY)
+        self.create_subscription(JointState, "task", lambda m: self._on_vector("task", m), RELIABLE_QOS)
+        self.create_subscription(JointState, "action_sent", self._on_action, RELIABLE_QOS)
+        self.get_logger().info(f"recording {spec['name']} into {self.out} ({self.writer.num_episodes} episodes already there)")
+
+    # ------------------------------------------------------------------ inputs
+    def _on_vector(self, key: str, msg: JointState) -> None:
+        size = 3 if key == "task" else int(np.prod(self.obs_specs[key].shape))
+        try:
+            values = vector_from_msg(msg, size)
+        except ValueError as exc:
+            self.rejected += 1
+            self.get_logger().warning(f"rejected {key} message: {exc}", throttle_duration_sec=5.0)
+            return
+        shape = (3,) if key == "task" else self.obs_specs[key].shape
+        self._history[key].append((stamp_to_ns(msg.header.stamp), values.reshape(shape)))
+
+    def _on_image(self, key: str, msg: Image) -> None:
+        try:
+            frame = image_from_msg(msg, self.obs_specs[key].shape)
+        except ValueError as exc:
+            self.rejected += 1
+            self.get_logger().warning(f"rejected {key} image: {exc}", throttle_duration_sec=5.0)
+            return
+        self._history[key].append((stamp_to_ns(msg.header.stamp), frame))
+
+    def _on_action(self, msg: JointState) -> None:
+        stamp = stamp_to_ns(msg.header.stamp)
+        if not self.recording or stamp < self._start_stamp:
+            return
+        self._pending.append((stamp, time.monotonic(), np.asarray(msg.position, dtype=np.float64)))
+
+    def _on_event(self, msg: String) -> None:
+        event = json.loads(msg.data)
+        if event.get("event") == "reset":
+            self._last_reset_stamp = int(event["stamp"])
+
+    # ------------------------------------------------------------------ assembling steps
+    def _assemble(self, force: bool = False) -> None:
+        while self._pending and self.writer is not None:
+            stamp, arrived, action = self._pending[0]
+            ready = all(h and h[-1][0] >= stamp for h in self._history.values())
+            if not (ready or force or time.monotonic() - arrived > self.period_ns / 1e9):
+                return
+            self._pending.popleft()
+            step = self._step_at(stamp)
+            if step is None:
+                continue
+            obs, task = step
+            try:
+                self.writer.add_step(obs, action, reward=task[0], done=bool(task[1] or task[2]), timestamp=stamp / 1e9)
+                self._steps_written += 1
+            except StoreError as exc:
+                self.get_logger().error(f"step rejected by the store: {exc}")
+                self.rejected += 1
+
+    def _step_at(self, stamp: int) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+        obs: dict[str, np.ndarray] = {}
+        for key, hist in self._history.items():
+            before = [(s, v) for s, v in hist if s <= stamp]
+            if not before:
+                if key == "task":
+                    obs[key] = np.zeros(3)
+                    continue
+                self.dropped[f"{key} (missing)"] += 1
+                return None
+            s, v = before[-1]
+            if s != stamp:
+                self.dropped[key] += 1
+            obs[key] = v
+        task = obs.pop("task")
+        return obs, task
+
+    # ------------------------------------------------------------------ services
+    def _on_start(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.writer is None:
+            response.success, response.message = False, "waiting for robot_spec from the robot node"
+        elif self.recording:
+            response.success, response.message = False, "already recording"
+        else:
+            # after a reset, the episode starts at the reset observation; otherwise at the
+            # latest observation seen (older actions belong to the time before the start)
+            latest = max((h[-1][0] for h in self._history.values() if h), default=0)
+            self._start_stamp = self._last_reset_stamp or latest
+            self._pending.clear()
+            self.recording = True
+            response.success, response.message = True, f"recording episode {self.writer.num_episodes}"
+        self._publish_status()
+        return response
+
+    def _on_stop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        if not self.recording or self.writer is None:
+            response.success, response.message = False, "not recording"
+            return response
+        self._assemble(force=True)
+        self.recording = False
+        self._last_reset_stamp = 0
+        if self.writer.steps_in_episode == 0:
+            response.success, response.message = False, "no steps recorded; nothing committed"
+            return response
+        try:
+            index = self.writer.end_episode(success=bool(request.data))
+        except StoreError as exc:
+            response.success, response.message = False, f"commit failed: {exc}"
+            return response
+        response.success, response.message = True, f"committed episode {index} (success={bool(request.data)})"
+        self.get_logger().info(response.message)
+        self._publish_status()
+        return response
+
+    def _on_discard(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.writer is None:
+            response.success, response.message = False, "no store open"
+            return response
+        self._pending.clear()
+        steps = self.writer.discard_episode()
+        self.recording = False
+        self._last_reset_stamp = 0
+        response.success, response.message = True, f"discarded {steps} steps"
+        return response
+
+    def _publish_status(self) -> None:
+        status: dict[str, Any] = {
+            "recording": self.recording,
+            "episodes": self.writer.num_episodes if self.writer else 0,
+            "steps": self.writer.steps_in_episode if self.writer else 0,
+            "steps_written": self._steps_written,
+            "dropped": dict(self.dropped),
+            "rejected": self.rejected,
+        }
+        self._status_pub.publish(String(data=json.dumps(status)))
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(RecorderNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

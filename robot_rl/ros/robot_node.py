@@ -1,0 +1,245 @@
+"""Robot node: hosts any registered Robot behind its SafetyFilter.
+
+Parameters: ``robot`` (registered name), ``robot_config`` (JSON overrides), ``seed``
+(first sim reset), ``audit_log`` (optional path: one line per sent action,
+``<stamp_ns> <values...>``, for audits and tests).
+
+    robot-rl-robot-node --ros-args -p robot:=sim_lift -p robot_config:='{"cameras": ["agentview"]}'
+
+Every control period (1 / fps): the latest command (``commands`` or ``cmd_vel``) goes
+through ``GuardedRobot`` — rejected, clamped, or replaced by the hold action when
+commands are stale or the e-stop is latched — and is sent; then ``action_sent`` is
+published stamped with the observation it was applied in, then the new observation.
+A malformed message is rejected with a counted, logged reason and the node runs on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from robot_rl.robots import GuardedRobot, SimRobot, make_robot
+from robot_rl.ros.common import (
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    RobotRLNode,
+    command_qos,
+    image_msg,
+    json_param,
+    ns_to_stamp,
+    run_node,
+    vector_msg,
+)
+
+
+class RobotNode(RobotRLNode):
+    def __init__(self) -> None:
+        super().__init__("robot")
+        self.declare_parameter("robot", "")
+        self.declare_parameter("robot_config", "")
+        self.declare_parameter("seed", 0)
+        self.declare_parameter("audit_log", "")
+        self.robot: Any = None
+        self.guard: GuardedRobot | None = None
+        self._command: np.ndarray | None = None
+        self._command_fresh = False
+        self.rejected_messages = 0
+        self._obs_stamp = 0
+        self._seed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        name = self.get_parameter("robot").value
+        try:
+            overrides = json_param(self, "robot_config", {})
+            self.robot = make_robot(name, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+            self.robot.connect()
+        except (KeyError, TypeError, ValueError, ImportError) as exc:
+            return self.fail(f"cannot start robot {name!r}: {exc}")
+        self._seed = int(self.get_parameter("seed").value)
+        audit = self.get_parameter("audit_log").value
+        self._audit = open(audit, "a", buffering=1) if audit else None  # noqa: SIM115 - closed in on_cleanup
+        if isinstance(self.robot, SimRobot):
+            self.robot.reset(self._seed)
+        self.guard = GuardedRobot(self.robot)
+        spec = self.robot.action_spec
+        self._n_action = spec.shape[0]
+        self._action_names = list(spec.names or [f"a{i}" for i in range(self._n_action)])
+        limits = self.robot.config.safety_limits()
+        qos = command_qos(limits.command_timeout)
+        if limits.mode == "base_velocity":
+            self.create_subscription(Twist, "cmd_vel", self._on_twist, qos)
+        self.create_subscription(Float64MultiArray, "commands", self._on_commands, qos)
+        self.create_subscription(Bool, "estop", self._on_estop, LATCHED_QOS)
+        self.create_service(Trigger, "reset_estop", self._on_reset_estop)
+        if isinstance(self.robot, SimRobot):
+            self.create_service(Trigger, "reset", self._on_reset)
+        self._pubs: dict[str, Any] = {}
+        for key, s in self.robot.observation_spec.items():
+            if s.is_image:
+                self._pubs[key] = self.create_publisher(Image, f"{key.removeprefix('image.')}/image_raw", SENSOR_QOS)
+            else:
+                self._pubs[key] = self.create_publisher(JointState, f"state/{key}", SENSOR_QOS)
+        self._joint_pub = self.create_publisher(JointState, "joint_states", SENSOR_QOS) if "joint_pos" in self.robot.observation_spec else None
+        self._odom_pub = self.create_publisher(Odometry, "odom", SENSOR_QOS) if "odom" in self.robot.observation_spec else None
+        self._sent_pub = self.create_publisher(JointState, "action_sent", RELIABLE_QOS)
+        self._task_pub = self.create_publisher(JointState, "task", RELIABLE_QOS) if isinstance(self.robot, SimRobot) else None
+        self._status_pub = self.create_publisher(String, "~/status", RELIABLE_QOS)
+        self._events_pub = self.create_publisher(String, "events", RELIABLE_QOS)
+        spec_pub = self.create_publisher(String, "robot_spec", LATCHED_QOS)
+        spec_pub.publish(String(data=json.dumps(self.describe())))
+        self._spec_pub = spec_pub
+        self.get_logger().info(f"robot {name} ready at {self.robot.config.fps:g} Hz (safety mode {limits.mode})")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._publish_obs(self.guard.observe())
+        self._timer = self.create_timer(1.0 / self.robot.config.fps, self._tick)
+        self._status_timer = self.create_timer(0.5, self._publish_status)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self.destroy_timer(self._timer)
+        self.destroy_timer(self._status_timer)
+        self.robot.stop()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self.robot.disconnect()
+        if self._audit is not None:
+            self._audit.close()
+        return TransitionCallbackReturn.SUCCESS
+
+    def describe(self) -> dict[str, Any]:
+        import dataclasses
+
+        return {
+            "name": self.robot.config.name,
+            "fps": self.robot.config.fps,
+            "observation_spec": {k: s.to_json() for k, s in self.robot.observation_spec.items()},
+            "action_spec": self.robot.action_spec.to_json(),
+            "config": json.loads(json.dumps(dataclasses.asdict(self.robot.config), default=list)),
+            "sim": isinstance(self.robot, SimRobot),
+            "command_timeout": self.robot.config.safety_limits().command_timeout,
+        }
+
+    # ------------------------------------------------------------------ inputs
+    def _reject(self, why: str) -> None:
+        self.rejected_messages += 1
+        self.guard.filter._count(f"rejected message: {why}")
+
+    def _on_commands(self, msg: Float64MultiArray) -> None:
+        values = np.asarray(msg.data, dtype=np.float64)
+        if values.shape != (self._n_action,):
+            self._reject(f"commands has {values.shape[0]} values, expected {self._n_action} ({', '.join(self._action_names)})")
+            return
+        if msg.layout.dim and msg.layout.dim[0].label and msg.layout.dim[0].label not in ("", "commands"):
+            labels = msg.layout.dim[0].label.split(",")
+            if labels != self._action_names:
+                self._reject(f"commands labelled {labels}, expected {self._action_names}")
+                return
+        self._set_command(values)
+
+    def _on_twist(self, msg: Twist) -> None:
+        self._set_command(np.array([msg.linear.x, msg.angular.z]))
+
+    def _set_command(self, values: np.ndarray) -> None:
+        if not np.all(np.isfinite(values)):
+            bad = int(np.flatnonzero(~np.isfinite(values))[0])
+            self._reject(f"non-finite value {values[bad]} at index {bad} ({self._action_names[bad]})")
+            return  # the robot keeps its last valid command (and times out without new ones)
+        self._command = values
+        self._command_fresh = True
+
+    def _on_estop(self, msg: Bool) -> None:
+        if msg.data:
+            self.guard.estop()
+        self.get_logger().warning(f"e-stop {'latched' if msg.data else 'released on topic; call reset_estop to move'}")
+
+    def _on_reset_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.guard.reset_estop()
+        self._command = None
+        response.success, response.message = True, "e-stop reset; waiting for a fresh command"
+        return response
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._seed += 1
+        obs = self.robot.reset(self._seed)
+        self.guard = GuardedRobot(self.robot, clock=self.guard.filter.clock) if not self.guard.filter.estopped else self.guard
+        self.guard.last_obs = obs
+        self._command = None
+        self._publish_obs(obs)
+        self._events_pub.publish(String(data=json.dumps({"event": "reset", "stamp": self._obs_stamp, "seed": self._seed})))
+        response.success, response.message = True, f"reset with seed {self._seed}"
+        return response
+
+    # ------------------------------------------------------------------ control loop
+    def _tick(self) -> None:
+        if self._command_fresh:
+            sent, decision = self.guard.command(self._command)
+        else:
+            held = self.guard.tick()  # stale commands or e-stop: hold
+            if held is not None:
+                sent, decision = held
+            elif self._command is not None:
+                sent, decision = self.guard.command(self._command, fresh=False)
+            else:
+                return
+        self._command_fresh = False
+        stamp = self._obs_stamp
+        self._sent_pub.publish(vector_msg(sent, self._action_names, stamp))
+        if self._audit is not None:
+            self._audit.write(" ".join([str(stamp), *(repr(float(v)) for v in sent)]) + "\n")
+        if self._task_pub is not None:
+            task = [self.robot.reward(), float(self.robot.is_success()), float(self.robot.is_failure())]
+            self._task_pub.publish(vector_msg(np.array(task), ["reward", "success", "failure"], stamp))
+        self._publish_obs(self.guard.observe())
+
+    def _publish_obs(self, obs: dict[str, np.ndarray]) -> None:
+        self._obs_stamp = self.get_clock().now().nanoseconds
+        spec = self.robot.observation_spec
+        for key, value in obs.items():
+            if spec[key].is_image:
+                self._pubs[key].publish(image_msg(value, self._obs_stamp, key))
+            else:
+                names = spec[key].names or [f"{key}_{i}" for i in range(int(np.prod(spec[key].shape)))]
+                self._pubs[key].publish(vector_msg(value, names, self._obs_stamp))
+        if self._joint_pub is not None:
+            self._joint_pub.publish(vector_msg(obs["joint_pos"], spec["joint_pos"].names or [], self._obs_stamp))
+        if self._odom_pub is not None:
+            x, y, yaw, v, w = (float(a) for a in obs["odom"][:5])
+            msg = Odometry()
+            msg.header.stamp = ns_to_stamp(self._obs_stamp)
+            msg.header.frame_id, msg.child_frame_id = "odom", "base_link"
+            msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
+            msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = float(np.sin(yaw / 2)), float(np.cos(yaw / 2))
+            msg.twist.twist.linear.x, msg.twist.twist.angular.z = v, w
+            self._odom_pub.publish(msg)
+
+    def _publish_status(self) -> None:
+        status = {
+            "robot": self.robot.config.name,
+            "estop": self.guard.filter.estopped,
+            "rejected_messages": self.rejected_messages,
+            "safety_counts": dict(self.guard.filter.counts),
+            "time": time.time(),
+        }
+        self._status_pub.publish(String(data=json.dumps(status)))
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(RobotNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""Teleop node: hosts a teleop device plugin (``robot_rl.teleop``), publishes its
+commands for each new observation, and turns its episode events into service calls
+on the robot node (``reset``) and the recorder (``start``, ``stop``, ``discard``).
+
+    robot-rl-teleop-node --ros-args -p device:=scripted -p robot:=sim_lift -p episodes:=5
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
+from std_srvs.srv import SetBool, Trigger
+
+from robot_rl.ros.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, RobotRLNode, command_qos, json_param, run_node, stamp_to_ns
+from robot_rl.teleop import make_teleop
+
+
+class TeleopNode(RobotRLNode):
+    def __init__(self) -> None:
+        super().__init__("teleop")
+        self.declare_parameter("device", "scripted")
+        self.declare_parameter("robot", "")
+        self.declare_parameter("robot_config", "")
+        self.declare_parameter("episodes", 1)
+        self.declare_parameter("noise", 0.0)
+        self.declare_parameter("seed", 0)
+        self.declare_parameter("recorder", "recorder")
+        self.finished = False
+        self.exit_code = 0
+        self._events: deque[str] = deque()
+        self._in_flight = False
+        self._latest: dict[str, tuple[int, np.ndarray]] = {}
+        self._acted_stamp = -1
+        self._min_stamp = 0
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        device = self.get_parameter("device").value
+        try:
+            kwargs: dict[str, Any] = {}
+            if device == "scripted":
+                kwargs = {
+                    "robot": self.get_parameter("robot").value,
+                    "robot_config": {k: tuple(v) if isinstance(v, list) else v for k, v in json_param(self, "robot_config", {}).items()},
+                    "episodes": int(self.get_parameter("episodes").value),
+                    "noise": float(self.get_parameter("noise").value),
+                    "seed": int(self.get_parameter("seed").value),
+                }
+            self.device = make_teleop(device, **kwargs)
+        except (KeyError, TypeError, ValueError, ImportError) as exc:
+            return self.fail(f"cannot start teleop device {device!r}: {exc}")
+        recorder = self.get_parameter("recorder").value
+        self._reset = self.create_client(Trigger, "reset")
+        self._start = self.create_client(Trigger, f"{recorder}/start")
+        self._stop = self.create_client(SetBool, f"{recorder}/stop")
+        self._discard = self.create_client(Trigger, f"{recorder}/discard")
+        self.create_subscription(String, "robot_spec", self._on_spec, LATCHED_QOS)
+        self.create_subscription(JointState, "task", self._on_task, RELIABLE_QOS)
+        self._spec: dict[str, Any] | None = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._timer = self.create_timer(0.01, self._step_events)
+        return super().on_activate(state)
+
+    def _on_spec(self, msg: String) -> None:
+        import json
+
+        if self._spec is not None:
+            return
+        self._spec = json.loads(msg.data)
+        self._keys = [k for k, s in self._spec["observation_spec"].items() if not (len(s["shape"]) == 3 and s["dtype"] == "uint8")]
+        self._shapes = {k: tuple(self._spec["observation_spec"][k]["shape"]) for k in self._keys}
+        self._names = self._spec["action_spec"].get("names") or []
+        # offer the deadline the robot node requests (its command timeout): QoS-compatible
+        self._cmd_pub = self.create_publisher(Float64MultiArray, "commands", command_qos(float(self._spec["command_timeout"])))
+        for key in self._keys:
+            self.create_subscription(JointState, f"state/{key}", lambda m, k=key: self._on_state(k, m), SENSOR_QOS)
+
+    # ------------------------------------------------------------------ observations -> commands
+    def _on_state(self, key: str, msg: JointState) -> None:
+        self._latest[key] = (stamp_to_ns(msg.header.stamp), np.asarray(msg.position, dtype=np.float64).reshape(self._shapes[key]))
+        self._maybe_act()
+
+    def _maybe_act(self) -> None:
+        """Send one command per complete new observation, unless events are pending."""
+        if self._spec is None:
+            return
+        stamps = {self._latest[k][0] for k in self._keys if k in self._latest}
+        if len(self._latest) < len(self._keys) or len(stamps) != 1:
+            return
+        (stamp,) = stamps
+        if stamp == self._acted_stamp or stamp < self._min_stamp or self._in_flight or self._events:
+            return
+        action = self.device.get_action({k: v.astype(np.float32) for k, (_, v) in self._latest.items()})
+        self._collect_events()
+        if action is None or self._events:
+            return
+        self._acted_stamp = stamp
+        msg_out = Float64MultiArray()
+        msg_out.layout.dim = [MultiArrayDimension(label=",".join(self._names), size=len(action), stride=len(action))]
+        msg_out.data = [float(a) for a in action]
+        self._cmd_pub.publish(msg_out)
+
+    def _on_task(self, msg: JointState) -> None:
+        if self._in_flight or self._events or stamp_to_ns(msg.header.stamp) < self._min_stamp:
+            return  # feedback from before the current episode (the robot keeps ticking)
+        reward, success, failure = (float(v) for v in msg.position[:3])
+        self.device.observe_task(reward, success > 0.5, failure > 0.5)
+        self._collect_events()
+
+    # ------------------------------------------------------------------ events -> services
+    def _collect_events(self) -> None:
+        self._events.extend(self.device.events())
+
+    def _step_events(self) -> None:
+        self._collect_events()
+        if self._in_flight or not self._events or self._spec is None:
+            return
+        event = self._events[0]
+        if event == "quit":
+            self.get_logger().info("teleop device finished")
+            self.finished = True
+            return
+        calls = {
+            "reset": (self._reset, Trigger.Request()),
+            "start": (self._start, Trigger.Request()),
+            "success": (self._stop, SetBool.Request(data=True)),
+            "failure": (self._stop, SetBool.Request(data=False)),
+            "discard": (self._discard, Trigger.Request()),
+        }
+        if event not in calls:
+            self._events.popleft()
+            return
+        client, request = calls[event]
+        if not client.service_is_ready():
+            return  # wait for the robot node / recorder to come up
+        if event == "reset":
+            latest = max((s for s, _ in self._latest.values()), default=0)
+            self._min_stamp = latest + 1  # act only on observations after the reset
+        self._in_flight = True
+        future = client.call_async(request)
+        future.add_done_callback(lambda f, e=event: self._done(e, f))
+
+    def _done(self, event: str, future: Any) -> None:
+        self._in_flight = False
+        result = future.result()
+        if result is None or not result.success:
+            why = getattr(result, "message", "no response")
+            if event == "start":  # e.g. the recorder is still opening its store: retry
+                self.get_logger().warning(f"{event}: {why}; retrying", throttle_duration_sec=2.0)
+                return
+            self.get_logger().error(f"{event} failed: {why}")
+        else:
+            self.get_logger().info(f"{event}: {result.message}")
+        self._events.popleft()
+        self._maybe_act()  # the robot waits for a command: act on the observation we have
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(TeleopNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""Teleoperation devices (no ROS here): ``get_action(obs)`` and episode ``events()``.
+
+A device is a registered class; the ROS teleop node (``robot_rl/ros/teleop_node.py``)
+hosts any of them, publishes its actions as commands and turns its events into
+robot / recorder service calls. Events:
+
+    reset    (sim twins) reset the scene
+    start    start recording an episode
+    success  stop, label success, commit
+    failure  stop, label failure, commit
+    discard  drop the episode in progress
+    intervene  (later issues) a human takes over from a policy
+    quit     the device is done (the node exits)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+EVENTS = ("reset", "start", "success", "failure", "discard", "intervene", "quit")
+
+_DEVICES: dict[str, type[Teleop]] = {}
+
+
+def register_teleop(name: str) -> Callable[[type[Teleop]], type[Teleop]]:
+    def wrap(cls: type[Teleop]) -> type[Teleop]:
+        _DEVICES[name] = cls
+        return cls
+
+    return wrap
+
+
+def make_teleop(name: str, **kwargs: Any) -> Teleop:
+    if name not in _DEVICES:
+        raise KeyError(f"unknown teleop device {name!r}; available: {sorted(_DEVICES)}")
+    return _DEVICES[name](**kwargs)
+
+
+class Teleop(ABC):
+    @abstractmethod
+    def get_action(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The operator's command for this observation, or None to send nothing."""
+
+    @abstractmethod
+    def events(self) -> list[str]:
+        """Episode events since the last call (names from EVENTS)."""
+
+    def observe_task(self, reward: float, success: bool, failure: bool) -> None:
+        """Task feedback from a sim twin (used by the scripted expert to end episodes)."""
+
+
+@register_teleop("scripted")
+class ScriptedTeleop(Teleop):
+    """The sim twin's scripted expert standing in for a human operator (CI, demos).
+
+    Runs ``episodes`` episodes: reset, start, act until the task reports success or
+    failure or ``max_steps`` pass, then label and commit; then quits.
+    """
+
+    def __init__(self, robot: str, robot_config: dict[str, Any] | None = None, episodes: int = 1, noise: float = 0.0, seed: int = 0, max_steps: int = 0) -> None:
+        from robot_rl.robots import SimRobot, make_robot
+
+        sim = make_robot(robot, **(robot_config or {}))
+        if not isinstance(sim, SimRobot):
+            raise TypeError(f"{robot} has no scripted expert (not a sim twin)")
+        self._sim = sim
+        self.max_steps = max_steps or sim.max_episode_steps
+        self.episodes, self.noise, self.seed = episodes, noise, seed
+        self.done_episodes = 0
+        self.steps = 0
+        self.active = False
+        self._events: list[str] = ["reset", "start"] if episodes > 0 else ["quit"]
+        self._expert = sim.scripted_expert(noise=noise, seed=seed)
+        self._expert.reset()
+        self.active = True
+
+    def get_action(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
+        if not self.active:
+            return None
+        self.steps += 1
+        if self.steps > self.max_steps:
+            self._finish("failure")
+            return None
+        return np.asarray(self._expert.act(obs), dtype=np.float64)
+
+    def observe_task(self, reward: float, success: bool, failure: bool) -> None:
+        if self.active and (success or failure):
+            self._finish("success" if success else "failure")
+
+    def _finish(self, label: str) -> None:
+        self.active = False
+        self.done_episodes += 1
+        self._events.append(label)
+        if self.done_episodes >= self.episodes:
+            self._events.append("quit")
+            return
+        self._expert = self._sim.scripted_expert(noise=self.noise, seed=self.seed + self.done_episodes)
+        self._expert.reset()
+        self.steps = 0
+        self._events += ["reset", "start"]
+        self.active = True
+
+    def events(self) -> list[str]:
+        out, self._events = self._events, []
+        return out

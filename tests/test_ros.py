@@ -1,0 +1,254 @@
+"""ROS 2 layer over real DDS on loopback: real nodes in separate processes, a unique
+ROS_DOMAIN_ID per test run, discovery limited to localhost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_rl.data import EpisodeStore
+
+DOMAIN = str(20 + os.getpid() % 80)
+BIN = Path(sys.executable).parent / "robot-rl"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ros_env():
+    old = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+    os.environ["ROS_DOMAIN_ID"] = DOMAIN
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def read_audit(path: Path) -> dict[int, np.ndarray]:
+    out = {}
+    for line in path.read_text().splitlines():
+        stamp, *values = line.split()
+        out[int(stamp)] = np.array([float(v) for v in values])
+    return out
+
+
+def check_store_against_audit(store: EpisodeStore, audit: dict[int, np.ndarray]) -> int:
+    """Every recorded action is exactly an action the robot node sent, at that stamp."""
+    steps = 0
+    for i in range(len(store)):
+        ep = store.episode(i, keys=["action", "timestamp"])
+        for action, ts in zip(ep["action"], ep["timestamp"], strict=True):
+            stamp = min(audit, key=lambda s: abs(s - ts * 1e9))
+            assert abs(stamp - ts * 1e9) < 2000, f"episode {i}: no sent action at stamp {ts}"
+            np.testing.assert_allclose(action, audit[stamp].astype(np.float32), rtol=0, atol=0)
+            steps += 1
+    return steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("robot,episodes", [("mock_arm", 4), ("sim_lift", 5)])
+def test_record_launch_end_to_end(tmp_path, robot, episodes):
+    out, audit = tmp_path / "rec.zarr", tmp_path / "audit.txt"
+    proc = subprocess.run(
+        [str(BIN), "launch", "record.launch.yaml", f"robot:={robot}", "teleop:=scripted", f"episodes:={episodes}", f"out:={out}", f"audit_log:={audit}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    store = EpisodeStore(out)
+    assert len(store) == episodes
+    assert all(r["source"] == "scripted" and r["robot"] == robot for r in store.records)
+    assert sum(r["success"] for r in store.records) >= episodes - 1
+    assert check_store_against_audit(store, read_audit(audit)) == store.n_steps
+    assert store.verify().ok
+
+
+def start(module: str, *ros_args: str, name: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}", *ros_args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stop(*procs: subprocess.Popen[str]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+class Probe:
+    """A test-side node: publishes commands/e-stop and records what the robot sends."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from geometry_msgs.msg import Twist
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Bool, Float64MultiArray, String
+
+        from robot_rl.ros.common import LATCHED_QOS, RELIABLE_QOS, command_qos
+
+        rclpy.init()
+        self.rclpy = rclpy
+        self.node = rclpy.create_node("probe")
+        self.Twist, self.Bool, self.F64 = Twist, Bool, Float64MultiArray
+        self.sent: list[tuple[float, np.ndarray]] = []
+        self.status: dict = {}
+        self.node.create_subscription(JointState, "action_sent", lambda m: self.sent.append((time.monotonic(), np.array(m.position))), RELIABLE_QOS)
+        self.node.create_subscription(String, "robot/status", lambda m: self.status.update(json.loads(m.data)), RELIABLE_QOS)
+        self.cmd_vel = self.node.create_publisher(Twist, "cmd_vel", command_qos(0.3))
+        self.commands = self.node.create_publisher(Float64MultiArray, "commands", command_qos(0.3))
+        self.estop = self.node.create_publisher(Bool, "estop", LATCHED_QOS)
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.rclpy.spin_once(self.node, timeout_sec=0.01)
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return
+            self.spin(0.02)
+        raise AssertionError("timed out waiting")
+
+    def drive(self, v: float, seconds: float, period: float = 0.05) -> float:
+        end = time.monotonic() + seconds
+        last = time.monotonic()
+        while time.monotonic() < end:
+            msg = self.Twist()
+            msg.linear.x = v
+            self.cmd_vel.publish(msg)
+            last = time.monotonic()
+            self.spin(period)
+        return last
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self.rclpy.shutdown()
+
+
+@pytest.fixture
+def base_robot():
+    robot = start("robot_rl.ros.robot_node", "-p", "robot:=mock_base", name="robot")
+    probe = Probe()
+    try:
+        probe.wait_for(lambda: min(p.get_subscription_count() for p in (probe.cmd_vel, probe.commands, probe.estop)) > 0)
+        yield robot, probe
+    finally:
+        probe.close()
+        stop(robot)
+
+
+@pytest.mark.slow
+def test_stale_commands_hold_within_timeout_plus_one_period(base_robot):
+    robot, probe = base_robot
+    last = probe.drive(0.3, 1.0)
+    probe.spin(1.0)
+    moving = [t for t, a in probe.sent if a[0] > 0.0]
+    assert moving, "the base never moved"
+    stopped = [t for t, a in probe.sent if t > last and a[0] == 0.0]
+    assert stopped, "the base was never stopped"
+    # timeout 0.3 s + one period 0.05 s; 0.1 s allowance for DDS delivery on a loaded 2-core machine
+    assert stopped[0] - last <= 0.3 + 0.05 + 0.1
+    assert all(a[0] == 0.0 for t, a in probe.sent if t > stopped[0])
+
+
+@pytest.mark.slow
+def test_estop_holds_until_reset(base_robot):
+    from std_srvs.srv import Trigger
+
+    robot, probe = base_robot
+    probe.drive(0.3, 0.5)
+    probe.estop.publish(probe.Bool(data=True))
+    probe.spin(0.2)
+    mark = time.monotonic()
+    probe.drive(0.3, 0.6)  # commands keep coming: ignored while latched
+    assert all(a[0] == 0.0 for t, a in probe.sent if t > mark)
+    probe.estop.publish(probe.Bool(data=False))  # releasing the topic does not reset the latch
+    mark = time.monotonic()
+    probe.drive(0.3, 0.4)
+    assert all(a[0] == 0.0 for t, a in probe.sent if t > mark)
+    client = probe.node.create_client(Trigger, "reset_estop")
+    assert client.wait_for_service(timeout_sec=10)
+    future = client.call_async(Trigger.Request())
+    probe.wait_for(future.done)
+    assert future.result().success
+    mark = time.monotonic()
+    probe.drive(0.3, 0.6)
+    assert any(a[0] > 0.0 for t, a in probe.sent if t > mark)
+
+
+@pytest.mark.slow
+def test_malformed_messages_are_rejected_and_counted(base_robot):
+    from std_msgs.msg import MultiArrayDimension
+
+    robot, probe = base_robot
+    probe.drive(0.2, 0.3)  # both ends matched: a valid command got through
+    probe.wait_for(lambda: any(a[0] > 0 for _, a in probe.sent) and "rejected_messages" in probe.status)
+    bad = []
+    for data, label in [([0.1], ""), ([0.1, 0.2, 0.3], ""), ([float("nan"), 0.0], ""), ([0.1, 0.0], "x,y"), ([float("inf"), 1e308], "")]:
+        msg = probe.F64()
+        msg.data = data
+        if label:
+            msg.layout.dim = [MultiArrayDimension(label=label, size=2, stride=2)]
+        bad.append(msg)
+    for _ in range(5):
+        for msg in bad:
+            probe.commands.publish(msg)
+            probe.spin(0.03)
+    # every malformed message is counted once, with its reason, as it arrives
+    probe.wait_for(lambda: probe.status.get("rejected_messages", 0) >= 25)
+    probe.spin(0.6)
+    assert probe.status["rejected_messages"] == 25
+    assert probe.status["safety_counts"]["rejected message"] == 25
+    assert robot.poll() is None  # still running
+    assert all(np.all(np.isfinite(a)) and abs(a[0]) <= 0.5 for _, a in probe.sent)
+    probe.drive(0.3, 0.5)
+    assert any(a[0] > 0 for _, a in probe.sent[-5:])  # and still obeys good commands
+
+
+@pytest.mark.slow
+def test_sigkill_recorder_mid_episode_keeps_committed_episodes(tmp_path):
+    out, audit = tmp_path / "rec.zarr", tmp_path / "audit.txt"
+    robot = start("robot_rl.ros.robot_node", "-p", "robot:=mock_arm", "-p", f"audit_log:={audit}", name="robot")
+    recorder = start("robot_rl.ros.recorder_node", "-p", f"out:={out}", "-p", "source:=scripted", "-p", "flush_every:=5", name="recorder")
+    teleop = start("robot_rl.ros.teleop_node", "-p", "robot:=mock_arm", "-p", "episodes:=50", name="teleop")
+    try:
+        deadline = time.monotonic() + 60
+        committed = 0
+        while time.monotonic() < deadline and committed < 3:
+            time.sleep(0.2)
+            try:
+                committed = len(EpisodeStore(out))
+            except Exception:  # the store does not exist yet
+                committed = 0
+        assert committed >= 3, "the recorder did not commit episodes"
+        time.sleep(0.15)  # land inside the next episode
+        os.killpg(recorder.pid, signal.SIGKILL)
+        recorder.wait()
+    finally:
+        stop(teleop, robot, recorder)
+    store = EpisodeStore(out)
+    assert len(store) >= 3
+    check_store_against_audit(store, read_audit(audit))
+    assert store.verify().ok
