@@ -59,6 +59,11 @@ class ScriptedTeleop(Teleop):
 
     Runs ``episodes`` episodes: reset, start, act until the task reports success or
     failure or ``max_steps`` pass, then label and commit; then quits.
+
+    Experts may plan on privileged scene state (the base's obstacle map), so the device
+    keeps its own copy of the twin in step with the robot node's: episode k is reset
+    with seed ``seed + k + 1``, as the robot node's ``reset`` service does (its ``seed``
+    parameter must equal this one; both default to 0).
     """
 
     def __init__(self, robot: str, robot_config: dict[str, Any] | None = None, episodes: int = 1, noise: float = 0.0, seed: int = 0, max_steps: int = 0) -> None:
@@ -71,11 +76,22 @@ class ScriptedTeleop(Teleop):
         self.max_steps = max_steps or sim.max_episode_steps
         self.episodes, self.noise, self.seed = episodes, noise, seed
         self.done_episodes = 0
-        self.steps = 0
+        self._events: list[str] = []
         self.active = False
-        self._events: list[str] = ["reset", "start"] if episodes > 0 else ["quit"]
-        self._expert = sim.scripted_expert(noise=noise, seed=seed)
+        if episodes > 0:
+            self._begin()
+        else:
+            self._events.append("quit")
+
+    def _begin(self) -> None:
+        episode_seed = self.seed + self.done_episodes + 1
+        if not self._sim.is_connected:
+            self._sim.connect()
+        self._sim.reset(episode_seed)
+        self._expert = self._sim.scripted_expert(noise=self.noise, seed=episode_seed)
         self._expert.reset()
+        self.steps = 0
+        self._events += ["reset", "start"]
         self.active = True
 
     def get_action(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -98,11 +114,7 @@ class ScriptedTeleop(Teleop):
         if self.done_episodes >= self.episodes:
             self._events.append("quit")
             return
-        self._expert = self._sim.scripted_expert(noise=self.noise, seed=self.seed + self.done_episodes)
-        self._expert.reset()
-        self.steps = 0
-        self._events += ["reset", "start"]
-        self.active = True
+        self._begin()
 
     def events(self) -> list[str]:
         out, self._events = self._events, []
