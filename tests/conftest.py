@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-# Keep any DDS traffic of later ROS tests on this host and out of other runs' way.
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+# Keep DDS traffic on this host and out of other runs' way: one domain per test run.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ.setdefault("ROBOT_RL_CACHE", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"robot_rl_test_cache_{os.getpid()}"))
 
 

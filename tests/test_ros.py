@@ -16,21 +16,8 @@ import pytest
 
 from robot_rl.data import EpisodeStore
 
-DOMAIN = str(20 + os.getpid() % 80)
 BIN = Path(sys.executable).parent / "robot-rl"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros_env():
-    old = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
-    os.environ["ROS_DOMAIN_ID"] = DOMAIN
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+# conftest.py gives the run its own ROS_DOMAIN_ID and keeps discovery on localhost.
 
 
 def read_audit(path: Path) -> dict[int, np.ndarray]:

@@ -1,17 +1,23 @@
 """``robot-rl demo``: the main job, on the sim twin, with no hardware.
 
-Records scripted-expert episodes on the twin into a zarr store (the expert stands in
-for a teleoperator; its commands pass the same SafetyFilter), verifies every chunk,
-prints the store summary and serves training batches from it. Later issues extend it
-to train a policy and deploy it back on the twin.
+Records scripted-expert episodes on the twin into a zarr store through the ROS 2
+launch path (``record.launch.yaml``: robot node, teleop node with the scripted
+expert standing in for the operator, recorder node; real DDS on this host), verifies
+every chunk, prints the store summary and serves training batches from it.
+``--via direct`` records in-process through the Gymnasium env instead. Later issues
+extend the demo to train a policy and deploy it back on the twin.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +38,9 @@ class DemoConfig:
     """
 
     task: str = arg("lift", help=f"sim task ({', '.join(TASKS)})")
-    episodes: int = arg(10, help="episodes to record")
-    noise: list[float] = arg([0.0, 0.3], help="expert noise levels (mixed-quality data)")
+    episodes: int = arg(5, help="episodes to record")
+    noise: list[float] = arg([0.0], help="expert noise levels (--via direct takes several: mixed-quality data)")
+    via: str = arg("ros", help="record through ROS 2 nodes (ros) or in-process through the env (direct)", choices=("ros", "direct"))
     out: Path = arg(Path("runs/demo"), help="output directory (the store is <out>/<task>.zarr)")
     cameras: list[str] = arg(["agentview"], help="cameras to record, for arm tasks (none: --cameras with no names)")
     set: list[str] = arg([], help="other robot config overrides FIELD=VALUE")
@@ -49,12 +56,20 @@ def demo(cfg: DemoConfig) -> int:
     if "cameras" in {f.name for f in dataclasses.fields(config_cls)}:
         overrides.append(f"cameras=[{','.join(cfg.cameras)}]")
     name, robot = make_sim_robot(cfg.task, overrides)
-    print(f"[1/4] recording {cfg.episodes} scripted episodes of {name} (noise {cfg.noise}) into {path}")
+    print(f"[1/4] recording {cfg.episodes} scripted episodes of {name} (noise {cfg.noise}) into {path} via {cfg.via}")
     t0 = time.perf_counter()
-    with robot:
-        results = collect_episodes(robot, name, cfg.task, path, cfg.episodes, cfg.noise, cfg.seed, overwrite=True)
-    for level, s in sorted(results.items()):
-        print(f"      noise {level:g}: {sum(s)}/{len(s)} successful")
+    if path.exists():
+        shutil.rmtree(path)
+    if cfg.via == "ros":
+        code = _record_via_ros(cfg, name, robot, path)
+        if code != 0:
+            print(f"      the record launch failed (exit code {code})")
+            return code
+    else:
+        with robot:
+            results = collect_episodes(robot, name, cfg.task, path, cfg.episodes, cfg.noise, cfg.seed)
+        for level, s in sorted(results.items()):
+            print(f"      noise {level:g}: {sum(s)}/{len(s)} successful")
     print(f"      done in {time.perf_counter() - t0:.1f} s")
     print("[2/4] verifying every chunk")
     report = verify(path, progress=True)
@@ -75,3 +90,22 @@ def demo(cfg: DemoConfig) -> int:
     batch = transitions.sample(256, rng)
     print(f"      {len(transitions)} transitions; a batch: " + ", ".join(f"{k} {v.shape}" for k, v in batch.items()))
     return 0
+
+
+def _record_via_ros(cfg: DemoConfig, name: str, robot: Any, path: Path) -> int:
+    from robot_rl.launcher import run
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the demo stays on this host
+    config = {f.name: getattr(robot.config, f.name) for f in dataclasses.fields(robot.config)}
+    overrides = {k: v for k, v in config.items() if v != getattr(type(robot.config)(), k)}
+    args = {
+        "robot": name,
+        "robot_config": json.dumps(overrides, default=list),
+        "teleop": "scripted",
+        "episodes": str(cfg.episodes),
+        "noise": str(cfg.noise[0]),
+        "seed": str(cfg.seed),
+        "out": str(path),
+        "task": cfg.task,
+    }
+    return run("record.launch.yaml", args)
