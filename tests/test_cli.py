@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,8 +60,10 @@ def test_recover_and_errors(store_path, tmp_path, capsys):
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--task", "mock_arm", "--out", str(tmp_path / "demo"), "--episodes", "4"]) == 0
+    """Through ROS 2 (robot, teleop and recorder nodes over DDS), then in-process."""
+    assert main(["demo", "--task", "mock_arm", "--out", str(tmp_path / "ros"), "--episodes", "2"]) == 0
     out = capsys.readouterr().out
-    assert "[4/4] sampling" in out and "4 committed" in out and "OK:" in out
-    assert "noise 0: 2/2 successful" in out
-    shutil.rmtree(tmp_path / "demo")
+    assert "via ros" in out and "2 committed" in out and "OK:" in out and "[4/4] sampling" in out
+    assert main(["demo", "--task", "mock_arm", "--via", "direct", "--out", str(tmp_path / "direct"), "--episodes", "4", "--noise", "0", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "noise 0: 2/2 successful" in out and "4 committed" in out
