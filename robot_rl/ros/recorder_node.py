@@ -116,8 +116,9 @@ class RecorderNode(RobotRLNode):
                 self.create_subscription(Image, f"{key.removeprefix('image.')}/image_raw", lambda m, k=key: self._on_image(k, m), SENSOR_QOS)
             else:
                 self.create_subscription(JointState, f"state/{key}", lambda m, k=key: self._on_vector(k, m), SENSOR_QOS)
-        self._history["task"] = deque(maxlen=HISTORY)
-        self.create_subscription(JointState, "task", lambda m: self._on_vector("task", m), RELIABLE_QOS)
+        if spec.get("sim"):  # sim twins report reward / success / failure per step
+            self._history["task"] = deque(maxlen=HISTORY)
+            self.create_subscription(JointState, "task", lambda m: self._on_vector("task", m), RELIABLE_QOS)
         self.create_subscription(JointState, "action_sent", self._on_action, RELIABLE_QOS)
         self.get_logger().info(f"recording {spec['name']} into {self.out} ({self.writer.num_episodes} episodes already there)")
 
@@ -152,6 +153,10 @@ class RecorderNode(RobotRLNode):
         event = json.loads(msg.data)
         if event.get("event") == "reset":
             self._last_reset_stamp = int(event["stamp"])
+            if self.recording and self._last_reset_stamp > self._start_stamp:
+                # the reset announcement arrived after `start`: actions before it are not this episode's
+                self._start_stamp = self._last_reset_stamp
+                self._pending = deque(p for p in self._pending if p[0] >= self._start_stamp)
 
     # ------------------------------------------------------------------ assembling steps
     def _assemble(self, force: bool = False) -> None:
@@ -177,16 +182,13 @@ class RecorderNode(RobotRLNode):
         for key, hist in self._history.items():
             before = [(s, v) for s, v in hist if s <= stamp]
             if not before:
-                if key == "task":
-                    obs[key] = np.zeros(3)
-                    continue
                 self.dropped[f"{key} (missing)"] += 1
                 return None
             s, v = before[-1]
             if s != stamp:
                 self.dropped[key] += 1
             obs[key] = v
-        task = obs.pop("task")
+        task = obs.pop("task", np.zeros(3))
         return obs, task
 
     # ------------------------------------------------------------------ services
