@@ -8,11 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-pytest.importorskip("robosuite")
-
-from robot_rl.robots.registry import make_robot  # noqa: E402
-from robot_rl.safety import SafetyFilter  # noqa: E402
-from robot_rl.sim.robosuite_arm import (  # noqa: E402
+from robot_rl.robots.registry import make_robot
+from robot_rl.safety import SafetyFilter
+from robot_rl.sim.robosuite_arm import (
     EE_DELTA_SIZE,
     N_JOINTS,
     LiftConfig,

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-pytest.importorskip("mujoco")
 
-from robot_rl.policies import Policy  # noqa: E402
-from robot_rl.robots import GuardedRobot, make_robot  # noqa: E402
-from robot_rl.sim.diff_drive import ROBOT_RADIUS, ROOM_HALF, DiffDriveConfig, DiffDriveRobot  # noqa: E402
+from robot_rl.policies import Policy
+from robot_rl.robots import GuardedRobot, make_robot
+from robot_rl.sim.diff_drive import ROBOT_RADIUS, ROOM_HALF, DiffDriveConfig, DiffDriveRobot
 
 
 @pytest.fixture(scope="module")
