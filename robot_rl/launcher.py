@@ -40,6 +40,7 @@ NODE_MODULES = {
     "robot_node": "robot_rl.ros.robot_node",
     "recorder_node": "robot_rl.ros.recorder_node",
     "teleop_node": "robot_rl.ros.teleop_node",
+    "camera_node": "robot_rl.ros.camera_node",
 }
 """Executables of package robot_rl (also the ``ros2 run robot_rl <exec>`` names)."""
 

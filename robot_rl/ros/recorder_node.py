@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
@@ -48,6 +48,9 @@ class RecorderNode(RobotRLNode):
         self.declare_parameter("source", "teleop")
         self.declare_parameter("operator", "")
         self.declare_parameter("flush_every", 50)
+        # extra cameras from camera nodes: "wrist:320x240,front:640x480" -> obs.image.<name>
+        self.declare_parameter("cameras", "")
+        self.declare_parameter("compressed", False)
         self.writer: EpisodeWriter | None = None
         self.recording = False
         self.dropped: Counter[str] = Counter()
@@ -57,6 +60,7 @@ class RecorderNode(RobotRLNode):
         self._start_stamp = 0
         self._last_reset_stamp = 0
         self._steps_written = 0
+        self.camera_keys: dict[str, KeySpec] = {}
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         self.out = self.get_parameter("out").value
@@ -95,6 +99,8 @@ class RecorderNode(RobotRLNode):
         try:
             spec = json.loads(msg.data)
             obs = {k: KeySpec.from_json(v) for k, v in spec["observation_spec"].items()}
+            self.camera_keys = parse_cameras(self.get_parameter("cameras").value)
+            obs.update(self.camera_keys)
             schema = StoreSchema.build(
                 obs=obs,
                 action=KeySpec.from_json(spec["action_spec"]),
@@ -109,10 +115,14 @@ class RecorderNode(RobotRLNode):
             return
         self.schema = schema
         self.period_ns = int(1e9 / schema.fps)
+        self.stale_ns = max(2 * self.period_ns, 100_000_000)
         self.obs_specs = obs
         for key, s in obs.items():
             self._history[key] = deque(maxlen=HISTORY)
-            if s.is_image:
+            if key in self.camera_keys and self.get_parameter("compressed").value:
+                topic = f"{key.removeprefix('image.')}/image_raw/compressed"
+                self.create_subscription(CompressedImage, topic, lambda m, k=key: self._on_compressed(k, m), SENSOR_QOS)
+            elif s.is_image:
                 self.create_subscription(Image, f"{key.removeprefix('image.')}/image_raw", lambda m, k=key: self._on_image(k, m), SENSOR_QOS)
             else:
                 self.create_subscription(JointState, f"state/{key}", lambda m, k=key: self._on_vector(k, m), SENSOR_QOS)
@@ -142,6 +152,16 @@ class RecorderNode(RobotRLNode):
             self.get_logger().warning(f"rejected {key} image: {exc}", throttle_duration_sec=5.0)
             return
         self._history[key].append((stamp_to_ns(msg.header.stamp), frame))
+
+    def _on_compressed(self, key: str, msg: CompressedImage) -> None:
+        import cv2
+
+        frame = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        if frame is None or frame.shape != self.obs_specs[key].shape:
+            self.rejected += 1
+            self.get_logger().warning(f"rejected {key} compressed image (undecodable or wrong size)", throttle_duration_sec=5.0)
+            return
+        self._history[key].append((stamp_to_ns(msg.header.stamp), np.ascontiguousarray(frame[..., ::-1])))
 
     def _on_action(self, msg: JointState) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
@@ -185,7 +205,9 @@ class RecorderNode(RobotRLNode):
                 self.dropped[f"{key} (missing)"] += 1
                 return None
             s, v = before[-1]
-            if s != stamp:
+            # robot-node keys share the action's stamp (anything else is a drop); camera
+            # nodes run on their own clock, so only a frame older than the stale limit counts
+            if s != stamp and (key not in self.camera_keys or stamp - s > self.stale_ns):
                 self.dropped[key] += 1
             obs[key] = v
         task = obs.pop("task", np.zeros(3))
@@ -249,6 +271,19 @@ class RecorderNode(RobotRLNode):
             "rejected": self.rejected,
         }
         self._status_pub.publish(String(data=json.dumps(status)))
+
+
+def parse_cameras(value: str) -> dict[str, KeySpec]:
+    """``"wrist:320x240,front:640x480"`` -> ``{"image.wrist": KeySpec((240, 320, 3), "uint8")}``."""
+    out: dict[str, KeySpec] = {}
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        name, _, size = item.partition(":")
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"camera {item!r}: expected NAME:WIDTHxHEIGHT") from None
+        out[f"image.{name}"] = KeySpec((h, w, 3), "uint8")
+    return out
 
 
 def main(args: list[str] | None = None) -> int:
