@@ -302,3 +302,14 @@ def test_camera_node_feeds_the_recorder(tmp_path, compressed):
 
         idx = [frame_index(f) for f in frames]
         assert idx == sorted(idx) and idx[-1] > idx[0]
+
+
+@pytest.mark.slow
+def test_record_command(tmp_path):
+    out = tmp_path / "r.zarr"
+    proc = subprocess.run([str(BIN), "record", "--robot", "mock_base", "--episodes", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "recorded 2 episode(s) (2 successful)" in proc.stdout
+    assert len(EpisodeStore(out)) == 2
+    proc = subprocess.run([str(BIN), "record", "--out", str(out), "--robot-config", "{oops"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "not valid JSON" in proc.stderr

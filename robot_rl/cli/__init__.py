@@ -18,6 +18,7 @@ from robot_rl.cli._args import add_dataclass_arguments, dataclass_from_namespace
 from robot_rl.cli.data import InfoConfig, RecoverConfig, VerifyConfig, info, recover_cmd, verify_cmd
 from robot_rl.cli.demo import DemoConfig, demo
 from robot_rl.cli.launch import LaunchConfig, launch
+from robot_rl.cli.record import RecordConfig, record
 from robot_rl.cli.sim import CollectConfig, EvalConfig, collect, evaluate_cmd
 from robot_rl.data.errors import StoreError
 
@@ -29,6 +30,7 @@ COMMANDS: dict[str, Command] = {
     "data verify": (VerifyConfig, verify_cmd),
     "data recover": (RecoverConfig, recover_cmd),
     "launch": (LaunchConfig, launch),
+    "record": (RecordConfig, record),
     "sim collect": (CollectConfig, collect),
     "sim eval": (EvalConfig, evaluate_cmd),
 }

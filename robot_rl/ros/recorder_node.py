@@ -88,6 +88,10 @@ class RecorderNode(RobotRLNode):
 
     def destroy_node(self) -> None:
         if self.writer is not None:
+            self.get_logger().info(
+                f"closing: {self.writer.num_episodes} episodes in {self.out}, {self._steps_written} steps written "
+                f"this run, dropped {dict(self.dropped) or 0}, rejected {self.rejected}"
+            )
             self.writer.close()  # an episode in progress is discarded, committed ones stay
             self.writer = None
         super().destroy_node()
