@@ -7,8 +7,9 @@
 Exposure, resolution and frame rate are fixed at open (auto-exposure off where the
 driver allows), so frames are comparable across episodes. ``FakeVideoCapture`` stands
 in for ``cv2.VideoCapture`` at the device boundary: the real ``OpenCVCamera`` code
-path (settings, checks, BGR->RGB) runs on it. Its frames carry their index in the
-first row (little-endian uint32 in the red channel of pixels 0..3) and a moving bar.
+path (settings, checks, BGR->RGB) runs on it. Its frames carry their index as 16
+black/white 8x8 blocks along the top-left edge (readable after JPEG compression;
+frames at least 128 px wide) and a moving bar.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+INDEX_BITS, BLOCK = 16, 8
 
 
 class FakeVideoCapture:
@@ -51,7 +54,8 @@ class FakeVideoCapture:
         frame = self._base[:h, :w].copy()
         x = (self.index * 4) % w
         frame[:, x : x + 8] = (255, 255, 255)
-        frame[0, :4, 2] = np.frombuffer(np.uint32(self.index).tobytes(), dtype=np.uint8)  # BGR: red is channel 2
+        for bit in range(INDEX_BITS):
+            frame[:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 255 if (self.index >> bit) & 1 else 0
         self.index += 1
         return True, frame
 
@@ -59,9 +63,10 @@ class FakeVideoCapture:
         self._open = False
 
 
-def frame_index(frame_rgb: np.ndarray) -> int:
-    """The index a FakeVideoCapture wrote into a frame (after BGR->RGB)."""
-    return int(np.frombuffer(np.ascontiguousarray(frame_rgb[0, :4, 0]).tobytes(), dtype=np.uint32)[0])
+def frame_index(frame: np.ndarray) -> int:
+    """The index (mod 2**16) a FakeVideoCapture wrote into a frame (RGB or BGR, raw or decoded JPEG)."""
+    means = [frame[:BLOCK, b * BLOCK : (b + 1) * BLOCK].mean() for b in range(INDEX_BITS)]
+    return sum(1 << b for b, m in enumerate(means) if m > 127)
 
 
 class OpenCVCamera:

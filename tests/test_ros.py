@@ -245,12 +245,16 @@ def test_fake_camera_capture_path():
     """The real OpenCVCamera code path on the in-package fake device."""
     from robot_rl.drivers.opencv_camera import frame_index, make_camera
 
-    cam = make_camera("fake", 64, 48, 200.0)
+    import cv2
+
+    cam = make_camera("fake", 160, 120, 200.0)
     cam.open()
     frames = [cam.read()[0] for _ in range(5)]
     cam.close()
-    assert frames[0].shape == (48, 64, 3) and frames[0].dtype == np.uint8
+    assert frames[0].shape == (120, 160, 3) and frames[0].dtype == np.uint8
     assert [frame_index(f) for f in frames] == [0, 1, 2, 3, 4]
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", frames[3], [cv2.IMWRITE_JPEG_QUALITY, 80])[1], cv2.IMREAD_COLOR)
+    assert frame_index(jpeg) == 3  # the index survives compression
     with pytest.raises(ValueError, match="camera source"):
         make_camera("usb", 64, 48, 30)
     with pytest.raises(OSError, match="cannot open camera"):
@@ -262,15 +266,15 @@ def test_camera_info_files(tmp_path):
 
     good = tmp_path / "wrist.yaml"
     good.write_text(
-        "image_width: 64\nimage_height: 48\ncamera_name: wrist\n"
+        "image_width: 160\nimage_height: 120\ncamera_name: wrist\n"
         "camera_matrix: {rows: 3, cols: 3, data: [50, 0, 32, 0, 50, 24, 0, 0, 1]}\n"
         "distortion_model: plumb_bob\ndistortion_coefficients: {rows: 1, cols: 5, data: [0.1, 0, 0, 0, 0]}\n"
         "rectification_matrix: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}\n"
         "projection_matrix: {rows: 3, cols: 4, data: [50, 0, 32, 0, 0, 50, 24, 0, 0, 0, 1, 0]}\n"
     )
-    intr = load_camera_info(good, 64, 48)
+    intr = load_camera_info(good, 160, 120)
     assert intr.k[0] == 50 and intr.d[0] == 0.1
-    with pytest.raises(CalibrationError, match="calibrated at 64x48"):
+    with pytest.raises(CalibrationError, match="calibrated at 160x120"):
         load_camera_info(good, 640, 480)
     bad = tmp_path / "bad.yaml"
     bad.write_text("image_width: 64\nimage_height: 48\ncamera_matrix: {rows: 3, cols: 3, data: [1, 2]}\n")
@@ -285,9 +289,9 @@ def test_camera_node_feeds_the_recorder(tmp_path, compressed):
     calib = test_camera_info_files(tmp_path)
     out = tmp_path / "cam.zarr"
     flag = "true" if compressed else "false"
-    camera = start("robot_rl.ros.camera_node", "-p", "source:=fake", "-p", "width:=64", "-p", "height:=48", "-p", "fps:=30.0", "-p", f"compressed:={flag}", "-p", f"calibration:={calib}", name="wrist")
+    camera = start("robot_rl.ros.camera_node", "-p", "source:=fake", "-p", "width:=160", "-p", "height:=120", "-p", "fps:=30.0", "-p", f"compressed:={flag}", "-p", f"calibration:={calib}", name="wrist")
     robot = start("robot_rl.ros.robot_node", "-p", "robot:=mock_arm", name="robot")
-    recorder = start("robot_rl.ros.recorder_node", "-p", f"out:={out}", "-p", "cameras:=wrist:64x48", "-p", f"compressed:={flag}", name="recorder")
+    recorder = start("robot_rl.ros.recorder_node", "-p", f"out:={out}", "-p", "cameras:=wrist:160x120", "-p", f"compressed:={flag}", name="recorder")
     teleop = start("robot_rl.ros.teleop_node", "-p", "robot:=mock_arm", "-p", "episodes:=2", name="teleop")
     try:
         assert teleop.wait(timeout=120) == 0, teleop.stdout.read()[-2000:]
@@ -296,12 +300,11 @@ def test_camera_node_feeds_the_recorder(tmp_path, compressed):
     store = EpisodeStore(out)
     assert len(store) == 2 and "obs.image.wrist" in store.schema.keys
     frames = store.episode(1)["obs.image.wrist"]
-    assert frames.shape[1:] == (48, 64, 3) and frames.std() > 10  # real frames, not zeros
-    if not compressed:  # raw frames keep the fake device's frame counter
-        from robot_rl.drivers.opencv_camera import frame_index
+    assert frames.shape[1:] == (120, 160, 3) and frames.std() > 10  # real frames, not zeros
+    from robot_rl.drivers.opencv_camera import frame_index
 
-        idx = [frame_index(f) for f in frames]
-        assert idx == sorted(idx) and idx[-1] > idx[0]
+    idx = [frame_index(f) for f in frames]  # the fake device's frame counter, in time order
+    assert idx == sorted(idx) and idx[-1] > idx[0]
 
 
 @pytest.mark.slow
