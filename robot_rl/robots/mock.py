@@ -45,17 +45,34 @@ class MockArmConfig(RobotConfig):
         )
 
 
+class _NumpyRobot(SimRobot):
+    """Connection bookkeeping shared by the mock robots (there is no device)."""
+
+    def __init__(self, config: RobotConfig) -> None:
+        super().__init__(config)
+        self._connected = False
+        self.sent: list[np.ndarray] = []  # every action sent, for tests
+
+    def connect(self) -> None:
+        self._connected = True
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+
 @register_robot(MockArmConfig)
-class MockArm(SimRobot):
+class MockArm(_NumpyRobot):
     config: MockArmConfig
 
     def __init__(self, config: MockArmConfig) -> None:
         super().__init__(config)
-        self._connected = False
         self.q = np.zeros(N_JOINTS)
         self.gripper = 0.0
         self.target = np.zeros(N_JOINTS)
-        self.sent: list[np.ndarray] = []
 
     @property
     def observation_spec(self) -> dict[str, KeySpec]:
@@ -72,16 +89,6 @@ class MockArm(SimRobot):
         lim = self.config.safety_limits()
         names = tuple(f"joint_{i}" for i in range(N_JOINTS)) + ("gripper",)
         return KeySpec((N_JOINTS + 1,), "float32", "rad, 1", names=names, low=lim.low, high=lim.high)
-
-    def connect(self) -> None:
-        self._connected = True
-
-    @property
-    def is_connected(self) -> bool:
-        return self._connected
-
-    def disconnect(self) -> None:
-        self._connected = False
 
     def reset(self, seed: int | None = None) -> Obs:
         rng = np.random.default_rng(seed)
@@ -148,16 +155,14 @@ class MockBaseConfig(RobotConfig):
 
 
 @register_robot(MockBaseConfig)
-class MockBase(SimRobot):
+class MockBase(_NumpyRobot):
     config: MockBaseConfig
 
     def __init__(self, config: MockBaseConfig) -> None:
         super().__init__(config)
-        self._connected = False
         self.pose = np.zeros(3)
         self.vel = np.zeros(2)
         self.goal = np.zeros(2)
-        self.sent: list[np.ndarray] = []
 
     @property
     def observation_spec(self) -> dict[str, KeySpec]:
@@ -170,16 +175,6 @@ class MockBase(SimRobot):
     def action_spec(self) -> KeySpec:
         c = self.config
         return KeySpec((2,), "float32", "m/s, rad/s", names=("v", "omega"), low=(-c.max_linear, -c.max_angular), high=(c.max_linear, c.max_angular))
-
-    def connect(self) -> None:
-        self._connected = True
-
-    @property
-    def is_connected(self) -> bool:
-        return self._connected
-
-    def disconnect(self) -> None:
-        self._connected = False
 
     def reset(self, seed: int | None = None) -> Obs:
         rng = np.random.default_rng(seed)
