@@ -1,0 +1,121 @@
+"""robot-rl's launcher for the ROS 2 YAML launch subset: parsing, errors, supervision."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from robot_rl.launcher import LaunchError, Supervisor, parse_cli_args, plan, resolve_launch_file
+
+
+def write(tmp_path: Path, name: str, actions: list) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({"launch": actions}))
+    return path
+
+
+def test_record_launch_plan():
+    procs = plan(resolve_launch_file("record.launch.yaml"), {"robot": "mock_arm", "out": "/tmp/x.zarr", "namespace": "arm1"})
+    names = [p.name for p in procs]
+    assert names == ["robot", "recorder", "teleop"]
+    robot = procs[0]
+    assert "__ns:=/arm1" in robot.cmd and robot.shutdown_on_exit
+    params = yaml.safe_load(Path(robot.cmd[robot.cmd.index("--params-file") + 1]).read_text())["/**"]["ros__parameters"]
+    assert params == {"robot": "mock_arm", "robot_config": "{}", "audit_log": ""}
+    teleop = procs[2]
+    tparams = yaml.safe_load(Path(teleop.cmd[teleop.cmd.index("--params-file") + 1]).read_text())["/**"]["ros__parameters"]
+    assert tparams["episodes"] == 5 and tparams["noise"] == 0.0 and tparams["device"] == "scripted"  # typed like ROS
+
+
+@pytest.mark.parametrize(
+    "actions, args, message",
+    [
+        ([{"nodee": {}}], {}, "unknown action 'nodee'"),
+        ([{"arg": {"name": "out"}}, {"executable": {"cmd": "echo $(var out)"}}], {}, "argument 'out' is required: pass out:=VALUE"),
+        ([{"executable": {"cmd": "echo"}}], {"bogus": "1"}, "unknown argument(s) ['bogus']"),
+        ([{"executable": {"cmd": "echo $(var nope)"}}], {}, "$(var nope) is not a declared argument"),
+        ([{"executable": {"cmd": "echo $(eval 1+1)"}}], {}, "unsupported substitution $(eval"),
+        ([{"node": {"pkg": "robot_rl", "exec": "nope"}}], {}, "robot_rl has no executable 'nope'"),
+        ([{"node": {"pkg": "turtlesim", "exec": "turtlesim_node"}}], {}, "only robot_rl nodes run without ROS 2"),
+        ([{"include": {"file": "missing.launch.yaml"}}], {}, "included file missing.launch.yaml not found"),
+        ([{"executable": {"cmd": "echo", "on_exit": "restart"}}], {}, "on_exit supports only 'shutdown'"),
+        ([{"executable": {"cmd": "echo", "if": "maybe"}}], {}, "'if' must be true or false"),
+        ([{"node": {"pkg": "robot_rl", "exec": "robot_node", "param": [{"name": "x"}]}}], {}, "each param needs 'name' and 'value'"),
+        ([{"arg": {"name": "a", "default": "1"}}], {}, "nothing to launch"),
+    ],
+)
+def test_bad_files_fail_before_anything_starts(tmp_path, actions, args, message):
+    with pytest.raises(LaunchError) as info:
+        plan(write(tmp_path, "bad.launch.yaml", actions), args)
+    assert message in str(info.value) and "bad.launch.yaml" in str(info.value)
+
+
+def test_malformed_yaml_and_args(tmp_path):
+    bad = tmp_path / "broken.launch.yaml"
+    bad.write_text("launch: [ {arg: ")
+    with pytest.raises(LaunchError, match="not valid YAML"):
+        plan(bad, {})
+    bad.write_text("nodes: []")
+    with pytest.raises(LaunchError, match="'launch' list"):
+        plan(bad, {})
+    with pytest.raises(LaunchError, match="name:=value"):
+        parse_cli_args(["robot=sim_lift"])
+    with pytest.raises(LaunchError, match="not found"):
+        resolve_launch_file("nope.launch.yaml")
+
+
+def test_includes_groups_conditions_and_env(tmp_path):
+    write(tmp_path, "child.launch.yaml", [{"arg": {"name": "who"}}, {"executable": {"cmd": "echo $(var who)", "name": "child"}}])
+    top = write(
+        tmp_path,
+        "top.launch.yaml",
+        [
+            {"arg": {"name": "flag", "default": "false"}},
+            {"set-env": {"name": "ROBOT_RL_X", "value": "1"}},
+            {"group": {"children": [{"let": {"name": "w", "value": "inner"}}, {"include": {"file": "child.launch.yaml", "arg": [{"name": "who", "value": "$(var w)"}]}}]}},
+            {"executable": {"cmd": "echo skipped", "name": "skipped", "if": "$(var flag)"}},
+            {"executable": {"cmd": "echo $(env HOME)", "name": "home", "unless": "$(var flag)"}},
+        ],
+    )
+    procs = plan(top, {})
+    assert [p.name for p in procs] == ["child", "home"]
+    assert procs[0].cmd == ["echo", "inner"] and procs[0].env == {"ROBOT_RL_X": "1"}
+
+
+def test_supervisor_shuts_down_when_a_required_process_exits(tmp_path):
+    procs = plan(
+        write(
+            tmp_path,
+            "s.launch.yaml",
+            [
+                {"executable": {"cmd": f"{sys.executable} -c 'import time; time.sleep(60)'", "name": "sleeper"}},
+                {"executable": {"cmd": f"{sys.executable} -c 'import sys; print(\"bye\"); sys.exit(3)'", "name": "quitter", "on_exit": "shutdown"}},
+            ],
+        ),
+        {},
+    )
+    sup = Supervisor(procs, grace_s=2.0)
+    t0 = time.monotonic()
+    sup.start()
+    assert sup.wait() == 3
+    assert time.monotonic() - t0 < 10
+    assert all(p.poll() is not None for p in sup.popen.values())
+
+
+def test_launch_forwards_sigint_to_children(tmp_path):
+    marker = tmp_path / "got_sigint"
+    child = f"import signal, sys, time, pathlib; signal.signal(signal.SIGINT, lambda *a: (pathlib.Path({str(marker)!r}).write_text('x'), sys.exit(0))); time.sleep(60)"
+    path = write(tmp_path, "f.launch.yaml", [{"executable": {"cmd": f"{sys.executable} -c \"{child}\"", "name": "child"}}])
+    bin_ = Path(sys.executable).parent / "robot-rl"
+    proc = subprocess.Popen([str(bin_), "launch", str(path)], stdout=subprocess.PIPE, text=True)
+    assert "[launch] starting child" in proc.stdout.readline()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 130
+    assert marker.exists()
