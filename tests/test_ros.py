@@ -261,9 +261,7 @@ def test_fake_camera_capture_path():
         make_camera("opencv:/dev/video99", 64, 48, 30).open()
 
 
-def test_camera_info_files(tmp_path):
-    from robot_rl.calibration.camera_info import CalibrationError, load_camera_info
-
+def write_calibration(tmp_path: Path) -> Path:
     good = tmp_path / "wrist.yaml"
     good.write_text(
         "image_width: 160\nimage_height: 120\ncamera_name: wrist\n"
@@ -272,6 +270,13 @@ def test_camera_info_files(tmp_path):
         "rectification_matrix: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}\n"
         "projection_matrix: {rows: 3, cols: 4, data: [50, 0, 32, 0, 0, 50, 24, 0, 0, 0, 1, 0]}\n"
     )
+    return good
+
+
+def test_camera_info_files(tmp_path):
+    from robot_rl.calibration.camera_info import CalibrationError, load_camera_info
+
+    good = write_calibration(tmp_path)
     intr = load_camera_info(good, 160, 120)
     assert intr.k[0] == 50 and intr.d[0] == 0.1
     with pytest.raises(CalibrationError, match="calibrated at 160x120"):
@@ -280,13 +285,12 @@ def test_camera_info_files(tmp_path):
     bad.write_text("image_width: 64\nimage_height: 48\ncamera_matrix: {rows: 3, cols: 3, data: [1, 2]}\n")
     with pytest.raises(CalibrationError, match="'camera_matrix' has 2 values"):
         load_camera_info(bad)
-    return good
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("compressed", [False, True])
 def test_camera_node_feeds_the_recorder(tmp_path, compressed):
-    calib = test_camera_info_files(tmp_path)
+    calib = write_calibration(tmp_path)
     out = tmp_path / "cam.zarr"
     flag = "true" if compressed else "false"
     camera = start("robot_rl.ros.camera_node", "-p", "source:=fake", "-p", "width:=160", "-p", "height:=120", "-p", "fps:=30.0", "-p", f"compressed:={flag}", "-p", f"calibration:={calib}", name="wrist")
