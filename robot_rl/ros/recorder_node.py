@@ -223,6 +223,9 @@ class RecorderNode(RobotRLNode):
             response.success, response.message = False, "waiting for robot_spec from the robot node"
         elif self.recording:
             response.success, response.message = False, "already recording"
+        elif missing := [k for k, h in self._history.items() if not h]:
+            # an episode cannot start before every source is live (e.g. a camera node still starting)
+            response.success, response.message = False, f"waiting for first messages on {missing}"
         else:
             # after a reset, the episode starts at the reset observation; otherwise at the
             # latest observation seen (older actions belong to the time before the start)
