@@ -204,11 +204,12 @@ class RecorderNode(RobotRLNode):
     def _step_at(self, stamp: int) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
         obs: dict[str, np.ndarray] = {}
         for key, hist in self._history.items():
-            before = [(s, v) for s, v in hist if s <= stamp]
-            if not before:
+            # newest first: the latest message at or before the stamp is usually the last one
+            latest = next(((s, v) for s, v in reversed(hist) if s <= stamp), None)
+            if latest is None:
                 self.dropped[f"{key} (missing)"] += 1
                 return None
-            s, v = before[-1]
+            s, v = latest
             # robot-node keys share the action's stamp (anything else is a drop); camera
             # nodes run on their own clock, so only a frame older than the stale limit counts
             if s != stamp and (key not in self.camera_keys or stamp - s > self.stale_ns):

@@ -85,7 +85,12 @@ class RobotNode(RobotRLNode):
         if isinstance(self.robot, SimRobot):
             self.create_service(Trigger, "reset", self._on_reset)
         self._pubs: dict[str, Any] = {}
-        for key, s in self.robot.observation_spec.items():
+        # specs and element names once, not every control period
+        self._obs_spec = self.robot.observation_spec
+        self._obs_names = {
+            k: list(s.names or [f"{k}_{i}" for i in range(int(np.prod(s.shape)))]) for k, s in self._obs_spec.items() if not s.is_image
+        }
+        for key, s in self._obs_spec.items():
             if s.is_image:
                 self._pubs[key] = self.create_publisher(Image, f"{key.removeprefix('image.')}/image_raw", SENSOR_QOS)
             else:
@@ -207,15 +212,13 @@ class RobotNode(RobotRLNode):
 
     def _publish_obs(self, obs: dict[str, np.ndarray]) -> None:
         self._obs_stamp = self.get_clock().now().nanoseconds
-        spec = self.robot.observation_spec
         for key, value in obs.items():
-            if spec[key].is_image:
-                self._pubs[key].publish(image_msg(value, self._obs_stamp, key))
+            if key in self._obs_names:
+                self._pubs[key].publish(vector_msg(value, self._obs_names[key], self._obs_stamp))
             else:
-                names = spec[key].names or [f"{key}_{i}" for i in range(int(np.prod(spec[key].shape)))]
-                self._pubs[key].publish(vector_msg(value, names, self._obs_stamp))
+                self._pubs[key].publish(image_msg(value, self._obs_stamp, key))
         if self._joint_pub is not None:
-            self._joint_pub.publish(vector_msg(obs["joint_pos"], spec["joint_pos"].names or [], self._obs_stamp))
+            self._joint_pub.publish(vector_msg(obs["joint_pos"], self._obs_names["joint_pos"], self._obs_stamp))
         if self._odom_pub is not None:
             x, y, yaw, v, w = (float(a) for a in obs["odom"][:5])
             msg = Odometry()
