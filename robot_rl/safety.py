@@ -259,4 +259,6 @@ class SafetyFilter:
         self.counts[kind] += 1
         if kind not in self._logged:
             self._logged.add(kind)
-            log.warning("safety filter: %s", reason)
+            # a clamp is the filter doing its job (counted, reported in status and eval);
+            # rejections, holds and timeouts are what an operator must hear about
+            log.log(logging.DEBUG if kind.startswith("clamped") else logging.WARNING, "safety filter: %s", reason)

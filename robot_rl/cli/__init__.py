@@ -15,11 +15,12 @@ from typing import Any
 
 from robot_rl import __version__
 from robot_rl.cli._args import add_dataclass_arguments, dataclass_from_namespace
-from robot_rl.cli.data import InfoConfig, RecoverConfig, VerifyConfig, info, recover_cmd, verify_cmd
+from robot_rl.cli.data import InfoConfig, RecoverConfig, RelabelConfig, VerifyConfig, info, recover_cmd, relabel_cmd, verify_cmd
 from robot_rl.cli.demo import DemoConfig, demo
 from robot_rl.cli.launch import LaunchConfig, launch
 from robot_rl.cli.record import RecordConfig, record
 from robot_rl.cli.sim import CollectConfig, EvalConfig, collect, evaluate_cmd
+from robot_rl.cli.train import CheckpointEvalConfig, TrainConfig, evaluate_checkpoint, train
 from robot_rl.data.errors import StoreError
 
 Command = tuple[type, Callable[[Any], int]]
@@ -29,13 +30,16 @@ COMMANDS: dict[str, Command] = {
     "data info": (InfoConfig, info),
     "data verify": (VerifyConfig, verify_cmd),
     "data recover": (RecoverConfig, recover_cmd),
+    "data relabel": (RelabelConfig, relabel_cmd),
     "launch": (LaunchConfig, launch),
     "record": (RecordConfig, record),
     "sim collect": (CollectConfig, collect),
     "sim eval": (EvalConfig, evaluate_cmd),
+    "train": (TrainConfig, train),
+    "eval": (CheckpointEvalConfig, evaluate_checkpoint),
 }
 
-GROUP_HELP = {"data": "inspect, check and repair episode stores", "sim": "scripted data and evaluation on the sim twin"}
+GROUP_HELP = {"data": "inspect, check, repair and relabel episode stores", "sim": "scripted data and evaluation on the sim twin"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,8 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg_cls, fn = COMMANDS[ns._command]
     try:
         return fn(dataclass_from_namespace(cfg_cls, ns))
-    except (StoreError, FileNotFoundError, KeyError, IndexError, ValueError, TypeError) as exc:
-        print(f"robot-rl {ns._command}: error: {exc}", file=sys.stderr)
+    except (StoreError, FileNotFoundError, KeyError, IndexError, ValueError, TypeError, FloatingPointError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"robot-rl {ns._command}: error: {message}", file=sys.stderr)
         return 2
 
 

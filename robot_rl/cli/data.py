@@ -109,3 +109,31 @@ def recover_cmd(cfg: RecoverConfig) -> int:
     report = recover(cfg.store, salvage=cfg.salvage)
     print(report.summary())
     return 0
+
+
+@dataclass
+class RelabelConfig:
+    """Write relabelled rewards into a store (beside the recorded data, under derived/).
+
+    Scheme 'success': sparse rewards from the episodes' success flags — reward 1 and a
+    terminal on the last step of each successful episode, 0 elsewhere; failed episodes
+    keep the recorded done flags (a time-out or operator stop is not terminal).
+    Train on them with `robot-rl train --rewards NAME` (--rewards success relabels on the fly).
+    Example: robot-rl data relabel teleop.zarr --scheme success --name success_sparse
+    """
+
+    store: Path = arg(help="path of the .zarr episode store", positional=True)
+    scheme: str = arg("success", help="relabelling scheme", choices=("success",))
+    name: str = arg("success_sparse", help="name of the relabelled rewards")
+
+
+def relabel_cmd(cfg: RelabelConfig) -> int:
+    from robot_rl.data.relabel import relabel_success, write_rewards
+
+    store = EpisodeStore(cfg.store)
+    reward, done = relabel_success(store)
+    write_rewards(cfg.store, cfg.name, reward, done, scheme=cfg.scheme)
+    n_success = int(reward.sum())
+    print(f"{cfg.store}: wrote rewards {cfg.name!r} ({cfg.scheme}) for {len(store)} episodes, {store.n_steps} steps; "
+          f"{n_success} rewarded terminal steps, {int(done.sum())} terminal steps")  # fmt: skip
+    return 0

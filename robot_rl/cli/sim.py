@@ -82,7 +82,7 @@ class EvalConfig:
     """
 
     task: str = arg(help=f"task ({', '.join(TASKS)}) or sim robot name")
-    policy: str = arg("scripted", help="'scripted' (the task's expert); checkpoints arrive with the learning issues")
+    policy: str = arg("scripted", help="'scripted' (the task's expert) or a checkpoint directory")
     episodes: int = arg(50, help="episodes to run")
     noise: float = arg(0.0, help="scripted expert noise")
     seed: int = arg(1000, help="seed of the first episode")
@@ -95,7 +95,10 @@ def evaluate_cmd(cfg: EvalConfig) -> int:
     from robot_rl.envs import RobotEnv, evaluate
 
     if cfg.policy != "scripted":
-        raise ValueError(f"policy {cfg.policy!r}: only 'scripted' exists until the learning issues add checkpoints")
+        from robot_rl.cli.train import CheckpointEvalConfig, evaluate_checkpoint
+
+        ckpt = CheckpointEvalConfig(Path(cfg.policy), cfg.task, cfg.episodes, cfg.seed, cfg.videos, cfg.out, cfg.set)
+        return evaluate_checkpoint(ckpt)
     name, robot = make_sim_robot(cfg.task, cfg.set)
     env = RobotEnv(robot)
     try:

@@ -229,6 +229,21 @@ class TransitionSampler:
     def __len__(self) -> int:
         return int(self._rows.size)
 
+    @property
+    def rows(self) -> np.ndarray:
+        """Row of s for each transition, into the loaded arrays ``(N,)``."""
+        return self._rows
+
+    @property
+    def next_rows(self) -> np.ndarray:
+        """Row of s' for each transition (= the row of s at an episode's last step) ``(N,)``."""
+        return self._next
+
+    @property
+    def dones(self) -> np.ndarray:
+        """float32 ``(N,)``: 1 where no value is bootstrapped from s'."""
+        return self._done
+
     def get(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         idx = np.asarray(idx, dtype=np.int64)
         rows, nxt = self._rows[idx], self._next[idx]

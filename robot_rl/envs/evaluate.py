@@ -34,6 +34,9 @@ class EvalResult:
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     videos: list[Path] = field(default_factory=list)
+    safety_steps: int = 0
+    """Steps where the safety filter changed or replaced the policy's action."""
+    steps: int = 0
 
     @property
     def episodes(self) -> int:
@@ -56,6 +59,7 @@ class EvalResult:
             "ci95_high": hi,
             "mean_return": float(np.mean(self.returns)) if self.returns else 0.0,
             "mean_length": float(np.mean(self.lengths)) if self.lengths else 0.0,
+            "safety_fraction": self.safety_steps / self.steps if self.steps else 0.0,
         }
 
     def table(self) -> str:
@@ -64,7 +68,8 @@ class EvalResult:
             f"episodes      {s['episodes']}\n"
             f"success rate  {100 * s['success_rate']:.1f}%  (95% CI {100 * s['ci95_low']:.1f}-{100 * s['ci95_high']:.1f}%)\n"
             f"mean return   {s['mean_return']:.3f}\n"
-            f"mean length   {s['mean_length']:.1f} steps"
+            f"mean length   {s['mean_length']:.1f} steps\n"
+            f"safety filter changed {100 * s['safety_fraction']:.1f}% of the actions"
         )
 
 
@@ -90,6 +95,8 @@ def evaluate(
             obs, reward, terminated, truncated, info = env.step(policy.act(obs))
             total += reward
             steps += 1
+            result.steps += 1
+            result.safety_steps += bool(info["safety"])
             if terminated or truncated:
                 break
         result.successes.append(bool(info["success"]))

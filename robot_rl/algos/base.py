@@ -1,0 +1,229 @@
+"""The Learner contract: config dataclass + networks built once + ``update(batch)``.
+
+    learner = make_learner("iql", spec, normalizer, config={"expectile": 0.8}, seed=0)
+    metrics = learner.update(data.sample(learner.config.batch_size, gen))  # {name: float tensor}
+    policy = learner.policy()             # robot_rl.policies.Policy over robot observations
+    tensors = learner.state_dict()        # flat {name: tensor}: networks + optimisers
+
+Each algorithm module defines ``<Algo>Config(LearnerConfig)`` (docstring: the loss and
+the paper) and ``<Algo>(Learner)`` with ``build()`` (networks, optimisers) and
+``update()``; it registers itself with ``@register_learner``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from robot_rl.algos.data import LearnerSpec
+from robot_rl.algos.nets import ObsEncoder
+from robot_rl.algos.normalize import Normalizer
+
+
+@dataclass
+class LearnerConfig:
+    """Fields every learner has."""
+
+    batch_size: int = 256
+    """Transitions per update."""
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden widths of every MLP (actor, critics, value)."""
+    obs_horizon: int = 1
+    """Frames stacked per observation (To)."""
+    image_channels: int = 32
+    """Channels of each camera's conv encoder."""
+    image_feature_dim: int = 64
+    """Output width of each camera's encoder."""
+    augment_pad: int = 4
+    """Random-shift augmentation of camera frames, in pixels (0: off)."""
+
+
+_LEARNERS: dict[str, type[Learner]] = {}
+
+
+def register_learner(name: str) -> Callable[[type[Learner]], type[Learner]]:
+    def wrap(cls: type[Learner]) -> type[Learner]:
+        cls.name = name
+        _LEARNERS[name] = cls
+        return cls
+
+    return wrap
+
+
+def available_learners() -> list[str]:
+    return sorted(_LEARNERS)
+
+
+def learner_class(name: str) -> type[Learner]:
+    if name not in _LEARNERS:
+        raise KeyError(f"unknown algorithm {name!r}; available: {available_learners()}")
+    return _LEARNERS[name]
+
+
+def make_config(name: str, overrides: dict[str, Any] | None = None) -> LearnerConfig:
+    """The algorithm's config with ``overrides`` (unknown fields are an error)."""
+    cls = learner_class(name).config_class
+    overrides = dict(overrides or {})
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"{name} has no config field(s) {unknown}; fields: {sorted(known)}")
+    config = cls(**overrides)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        default = getattr(cls(), f.name)
+        if isinstance(default, list) and not isinstance(value, list):
+            raise ValueError(f"{name}.{f.name} must be a list like {default}, got {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{name}.{f.name} must be a number, got {value!r}")
+    return config
+
+
+def make_learner(
+    name: str,
+    spec: LearnerSpec,
+    normalizer: Normalizer,
+    config: LearnerConfig | dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Learner:
+    if not isinstance(config, LearnerConfig):
+        config = make_config(name, config)
+    return learner_class(name)(config, spec, normalizer, seed=seed, device=device)
+
+
+class Learner(ABC):
+    """Base of every algorithm. Subclasses set ``config_class`` and implement
+    ``build``, ``update`` and ``act``."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[LearnerConfig]] = LearnerConfig
+    uses_next: ClassVar[bool] = True
+    """False: the learner needs no s' (behaviour cloning keeps truncated last steps)."""
+
+    def __init__(self, config: LearnerConfig, spec: LearnerSpec, normalizer: Normalizer, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        if config.obs_horizon != spec.obs_horizon:
+            raise ValueError(f"config obs_horizon {config.obs_horizon} != spec obs_horizon {spec.obs_horizon}")
+        self.config, self.spec, self.normalizer = config, spec, normalizer
+        self.device = torch.device(device)
+        self.seed = seed
+        torch.manual_seed(seed)
+        self.aug_generator = torch.Generator().manual_seed(seed + 1)
+        self.nets = nn.ModuleDict()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.steps = 0
+        self.build()
+        self.nets.to(self.device)
+
+    # ------------------------------------------------------------- subclass API
+    @abstractmethod
+    def build(self) -> None:
+        """Create ``self.nets[...]`` and ``self.optimizers[...]``."""
+
+    @abstractmethod
+    def update(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One gradient step on a batch (see ``robot_rl.algos.data``); returns scalar metrics."""
+
+    @abstractmethod
+    def act(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """Deterministic action for inference, normalised: ``(B, To, Ds)`` -> ``(B, Da)``."""
+
+    # ----------------------------------------------------------------- helpers
+    def encoder(self) -> ObsEncoder:
+        c = self.config
+        return ObsEncoder(self.spec.state_dim, self.spec.image_shapes, c.obs_horizon, c.image_channels, c.image_feature_dim)
+
+    def adam(self, modules: list[nn.Module], lr: float) -> torch.optim.Optimizer:
+        params = [p for m in modules for p in m.parameters()]
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+    def encode(self, encoder: ObsEncoder, batch: dict[str, Any], next_: bool = False, augment: bool = True) -> torch.Tensor:
+        prefix = "next_" if next_ else ""
+        pad = self.config.augment_pad if augment else 0
+        return encoder(batch[f"{prefix}state"], batch.get(f"{prefix}images"), pad, self.aug_generator)
+
+    @staticmethod
+    def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    # ------------------------------------------------------------ inference
+    def policy(self) -> Any:
+        from robot_rl.policies.learned import LearnedPolicy
+
+        return LearnedPolicy(self)
+
+    def train_mode(self, training: bool) -> None:
+        self.nets.train(training)
+
+    # -------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Network weights, flat: ``<net>.<param>``."""
+        return {f"{k}": v.detach().cpu().contiguous() for k, v in self.nets.state_dict().items()}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        expected = self.nets.state_dict()
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"weights do not match {self.name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        for k, v in tensors.items():
+            if tuple(v.shape) != tuple(expected[k].shape):
+                raise ValueError(f"weight {k}: checkpoint shape {tuple(v.shape)} != network shape {tuple(expected[k].shape)}")
+        self.nets.load_state_dict(tensors)
+
+    def optimizer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Optimiser state as (tensors, JSON): tensors ``optim.<name>.<param index>.<field>``."""
+        tensors: dict[str, torch.Tensor] = {}
+        meta: dict[str, Any] = {"steps": self.steps}
+        for name, opt in self.optimizers.items():
+            sd = opt.state_dict()
+            meta[name] = {"param_groups": sd["param_groups"], "state": {}}
+            for pid, st in sd["state"].items():
+                fields = {}
+                for field_name, value in st.items():
+                    if torch.is_tensor(value):
+                        tensors[f"optim.{name}.{pid}.{field_name}"] = value.detach().cpu().contiguous()
+                        fields[field_name] = "tensor"
+                    else:
+                        fields[field_name] = value
+                meta[name]["state"][str(pid)] = fields
+        return tensors, meta
+
+    def load_optimizer_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        for name, opt in self.optimizers.items():
+            if name not in meta:
+                raise ValueError(f"resume state has no optimiser {name!r}")
+            state = {}
+            for pid, fields in meta[name]["state"].items():
+                state[int(pid)] = {
+                    f: (tensors[f"optim.{name}.{pid}.{f}"].to(self.device) if v == "tensor" else v) for f, v in fields.items()
+                }
+            opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
+        self.steps = int(meta.get("steps", 0))
+
+    def n_parameters(self) -> int:
+        return int(sum(p.numel() for p in self.nets.parameters()))
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """``|tau - 1(diff < 0)| * diff^2``, IQL's asymmetric L2 (mean over all elements)."""
+    weight = torch.where(diff > 0, expectile, 1 - expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+def as_float(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
