@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (cfg_cls, _fn) in COMMANDS.items():
         words = name.split()
         doc = (cfg_cls.__doc__ or "").strip()
-        summary = doc.splitlines()[0] if doc else ""
+        summary = (doc.splitlines()[0] if doc else "").replace("%", "%%")  # argparse %-formats help
         if len(words) == 1:
             sub = top.add_parser(words[0], help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
         else:

@@ -36,7 +36,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in dataclasses.fields(cls):
         tp = _unwrap_optional(hints[f.name])
         meta = f.metadata
-        help_text = meta.get("help", "")
+        help_text = meta.get("help", "").replace("%", "%%")  # argparse %-formats help
         kwargs: dict[str, Any] = {"help": help_text}
         if meta.get("choices"):
             kwargs["choices"] = meta["choices"]
