@@ -61,9 +61,12 @@ def test_recover_and_errors(store_path, tmp_path, capsys):
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
     """Through ROS 2 (robot, teleop and recorder nodes over DDS), then in-process."""
-    assert main(["demo", "--task", "mock_arm", "--out", str(tmp_path / "ros"), "--episodes", "2"]) == 0
+    args = ["demo", "--task", "mock_arm", "--out", str(tmp_path / "ros"), "--episodes", "2", "--train-steps", "40", "--eval-episodes", "2"]
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "via ros" in out and "2 committed" in out and "OK:" in out and "[4/4] sampling" in out
-    assert main(["demo", "--task", "mock_arm", "--via", "direct", "--out", str(tmp_path / "direct"), "--episodes", "4", "--noise", "0", "0.5"]) == 0
+    assert "via ros" in out and "2 committed" in out and "OK:" in out and "[4/6] sampling" in out
+    assert "[5/6] training bc" in out and "scripted expert" in out and "bc (40 updates, 2 episodes)" in out
+    assert (tmp_path / "ros" / "mock_arm_bc" / "checkpoint" / "model.safetensors").is_file()
+    assert main(["demo", "--task", "mock_arm", "--via", "direct", "--out", str(tmp_path / "direct"), "--episodes", "4", "--noise", "0", "0.5", "--train-steps", "0"]) == 0
     out = capsys.readouterr().out
-    assert "noise 0: 2/2 successful" in out and "4 committed" in out
+    assert "noise 0: 2/2 successful" in out and "4 committed" in out and "[4/4] sampling" in out

@@ -234,7 +234,7 @@ def fit(
     finally:
         bar.close()
     if evaluate_fn is not None:
-        run_eval()
+        last = {**last, **run_eval()}
     final_ckpt = save(ckpt_dir, last, with_resume=True)
     curves = metrics_log.plot()
     metrics_log.close()

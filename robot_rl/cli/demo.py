@@ -3,9 +3,10 @@
 Records scripted-expert episodes on the twin into a zarr store through the ROS 2
 launch path (``record.launch.yaml``: robot node, teleop node with the scripted
 expert standing in for the operator, recorder node; real DDS on this host), verifies
-every chunk, prints the store summary and serves training batches from it.
-``--via direct`` records in-process through the Gymnasium env instead. Later issues
-extend the demo to train a policy and deploy it back on the twin.
+every chunk, prints the store summary and serves training batches from it, then
+trains a small policy on the recording (BC on the low-dim observations by default)
+and evaluates it on the twin beside the scripted expert, printing a success table.
+``--via direct`` records in-process through the Gymnasium env instead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.cli._args import arg
+from robot_rl.cli._table import format_table
 from robot_rl.cli.data import InfoConfig, info
 from robot_rl.cli.sim import TASKS, make_sim_robot
 from robot_rl.data import EpisodeStore
@@ -38,13 +40,16 @@ class DemoConfig:
     """
 
     task: str = arg("lift", help=f"sim task ({', '.join(TASKS)})")
-    episodes: int = arg(5, help="episodes to record")
+    episodes: int = arg(20, help="episodes to record")
     noise: list[float] = arg([0.0], help="expert noise levels (--via direct takes several: mixed-quality data)")
     via: str = arg("ros", help="record through ROS 2 nodes (ros) or in-process through the env (direct)", choices=("ros", "direct"))
     out: Path = arg(Path("runs/demo"), help="output directory (the store is <out>/<task>.zarr)")
     cameras: list[str] = arg(["agentview"], help="cameras to record, for arm tasks (none: --cameras with no names)")
     set: list[str] = arg([], help="other robot config overrides FIELD=VALUE")
     seed: int = arg(0, help="random seed")
+    algo: str = arg("bc", help="algorithm to train on the recording", choices=("bc", "iql", "cql", "td3bc", "rebrac"))
+    train_steps: int = arg(2000, help="gradient updates (0: record only)")
+    eval_episodes: int = arg(20, help="evaluation episodes of the trained policy and of the expert")
 
 
 def demo(cfg: DemoConfig) -> int:
@@ -52,11 +57,11 @@ def demo(cfg: DemoConfig) -> int:
 
     path = cfg.out / f"{cfg.task}.zarr"
     overrides = list(cfg.set)
-    config_cls, _ = robot_classes(TASKS.get(cfg.task, cfg.task))
-    if "cameras" in {f.name for f in dataclasses.fields(config_cls)}:
+    if _has_cameras(TASKS.get(cfg.task, cfg.task)):
         overrides.append(f"cameras=[{','.join(cfg.cameras)}]")
     name, robot = make_sim_robot(cfg.task, overrides)
-    print(f"[1/4] recording {cfg.episodes} scripted episodes of {name} (noise {cfg.noise}) into {path} via {cfg.via}")
+    stages = 4 if cfg.train_steps <= 0 else 6
+    print(f"[1/{stages}] recording {cfg.episodes} scripted episodes of {name} (noise {cfg.noise}) into {path} via {cfg.via}")
     t0 = time.perf_counter()
     if path.exists():
         shutil.rmtree(path)
@@ -71,15 +76,15 @@ def demo(cfg: DemoConfig) -> int:
         for level, s in sorted(results.items()):
             print(f"      noise {level:g}: {sum(s)}/{len(s)} successful")
     print(f"      done in {time.perf_counter() - t0:.1f} s")
-    print("[2/4] verifying every chunk")
+    print(f"[2/{stages}] verifying every chunk")
     report = verify(path, progress=True)
     if not report.ok:
         print("\n".join(report.errors))
         return 1
     print(f"      OK: {report.chunks_checked} chunks")
-    print("[3/4] summary")
+    print(f"[3/{stages}] summary")
     info(InfoConfig(store=path))
-    print("[4/4] sampling training batches")
+    print(f"[4/{stages}] sampling training batches")
     store = EpisodeStore(path)
     data = load_episodes(store, image_cache="memmap", cache_dir=cfg.out / "cache")
     rng = np.random.default_rng(cfg.seed)
@@ -89,7 +94,53 @@ def demo(cfg: DemoConfig) -> int:
     transitions = TransitionSampler(data)
     batch = transitions.sample(256, rng)
     print(f"      {len(transitions)} transitions; a batch: " + ", ".join(f"{k} {v.shape}" for k, v in batch.items()))
+    if cfg.train_steps <= 0:
+        return 0
+    return _train_and_evaluate(cfg, name, store, path)
+
+
+def _train_and_evaluate(cfg: DemoConfig, name: str, store: EpisodeStore, path: Path) -> int:
+    from robot_rl.cli.train import TrainConfig, train
+    from robot_rl.envs import RobotEnv, evaluate
+
+    run = cfg.out / f"{cfg.task}_{cfg.algo}"
+    if run.exists():
+        shutil.rmtree(run)
+    low_dim = [k for k in store.schema.obs_keys if not store.schema.keys[k].is_image]
+    print(f"[5/6] training {cfg.algo} on {', '.join(low_dim)} for {cfg.train_steps} updates -> {run}")
+    code = train(TrainConfig(algo=cfg.algo, data=path, out=run, steps=cfg.train_steps, seed=cfg.seed, obs_keys=low_dim,
+                             eval_task=cfg.task, eval_episodes=cfg.eval_episodes, eval_seed=1000, eval_set=["cameras=[]"] if _has_cameras(name) else [],
+                             save_every=0, log_every=100))  # fmt: skip
+    if code != 0:
+        return code
+    print(f"[6/6] the scripted expert on the same {cfg.eval_episodes} evaluation episodes (seeds 1000..)")
+    learned = json.loads((run / "checkpoint" / "config.json").read_text())["metrics"]
+    _, robot = make_sim_robot(cfg.task, [])
+    env = RobotEnv(robot)
+    try:
+        expert = evaluate(env, robot.scripted_expert(seed=1000), cfg.eval_episodes, seed=1000, progress=False).summary()
+    finally:
+        env.close()
+    rows = [
+        ["scripted expert", *_row(expert)],
+        [f"{cfg.algo} ({cfg.train_steps} updates, {len(store)} episodes)", *_row({k.removeprefix("eval/"): v for k, v in learned.items()})],
+    ]
+    print(format_table(["policy", "success", "95% CI", "mean length"], rows))
+    print(f"      checkpoint: {run / 'checkpoint'}  (robot-rl eval {run / 'checkpoint'} --episodes 50)")
     return 0
+
+
+def _has_cameras(robot_name: str) -> bool:
+    config_cls, _ = robot_classes(robot_name)
+    return "cameras" in {f.name for f in dataclasses.fields(config_cls)}
+
+
+def _row(summary: dict[str, float]) -> list[str]:
+    return [
+        f"{100 * summary['success_rate']:.0f}%",
+        f"{100 * summary['ci95_low']:.0f}-{100 * summary['ci95_high']:.0f}%",
+        f"{summary['mean_length']:.1f}",
+    ]
 
 
 def _record_via_ros(cfg: DemoConfig, name: str, robot: Any, path: Path) -> int:

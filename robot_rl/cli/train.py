@@ -103,6 +103,7 @@ class TrainConfig:
     eval_every: int = arg(0, help="updates between evaluations (0: only at the end)")
     eval_episodes: int = arg(10, help="episodes per evaluation")
     eval_seed: int = arg(1000, help="seed of the first evaluation episode (fixed across evaluations)")
+    eval_set: list[str] = arg([], help="robot config overrides for evaluation, e.g. cameras=[] when the policy uses no camera")
     save_every: int = arg(5000, help="updates between resumable checkpoints (0: only at the end)")
     log_every: int = arg(200, help="updates between metric rows")
     resume: bool = arg(False, help="continue RUN/checkpoint (same data, algorithm and config)")
@@ -181,7 +182,7 @@ def train(cfg: TrainConfig) -> int:
     )
     evaluate_fn, env = None, None
     if cfg.eval_task:
-        evaluate_fn, env = sim_evaluator(cfg.eval_task, spec, cfg.eval_episodes, cfg.eval_seed)
+        evaluate_fn, env = sim_evaluator(cfg.eval_task, spec, cfg.eval_episodes, cfg.eval_seed, cfg.eval_set)
     try:
         result = fit(
             learner, data, run, cfg.steps, seed=cfg.seed, log_every=cfg.log_every, save_every=cfg.save_every,
@@ -192,7 +193,7 @@ def train(cfg: TrainConfig) -> int:
         if env is not None:
             env.close()
     rows = [["updates", result.steps], ["updates/s", f"{result.updates_per_second:.1f}"]]
-    rows += [[k.removeprefix("train/"), f"{v:.4g}"] for k, v in result.final_metrics.items() if k != "train/updates_per_s"]
+    rows += [[k.removeprefix("train/"), f"{v:.4g}"] for k, v in result.final_metrics.items() if k.startswith("train/") and k != "train/updates_per_s"]
     if result.eval_history:
         final = result.eval_history[-1]
         rows.append([f"success ({cfg.eval_task}, final)", _rate(final)])
