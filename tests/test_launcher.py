@@ -33,6 +33,27 @@ def test_record_launch_plan():
     assert tparams["episodes"] == 5 and tparams["noise"] == 0.0 and tparams["device"] == "scripted"  # typed like ROS
 
 
+def params_of(proc) -> dict:
+    return yaml.safe_load(Path(proc.cmd[proc.cmd.index("--params-file") + 1]).read_text())["/**"]["ros__parameters"]
+
+
+def test_record_launch_camera_entries():
+    path = resolve_launch_file("record.launch.yaml")
+    off = {p.name: p for p in plan(path, {"out": "/tmp/x.zarr", "cameras": "front:320x240"})}
+    assert list(off) == ["robot", "recorder", "teleop"]  # no camera node unless camera:=true
+    assert params_of(off["recorder"])["cameras"] == "front:320x240"
+    args = {"out": "/tmp/x.zarr", "camera": "true", "camera_name": "wrist", "camera_source": "opencv:0", "camera_width": "320", "camera_height": "240", "camera_fps": "15.0", "compressed": "true", "namespace": "arm1"}
+    procs = {p.name: p for p in plan(path, args)}
+    assert list(procs) == ["robot", "wrist", "recorder", "teleop"]
+    camera = procs["wrist"]
+    assert camera.cmd[camera.cmd.index("-m") + 1] == "robot_rl.ros.camera_node" and "__ns:=/arm1" in camera.cmd
+    assert params_of(camera) == {"source": "opencv:0", "width": 320, "height": 240, "fps": 15.0, "compressed": True}
+    recorder = params_of(procs["recorder"])
+    assert recorder["compressed"] is True
+    assert [c for c in recorder["cameras"].split(",") if c] == ["wrist:320x240"]  # the recorder skips empty items
+    assert params_of(procs["teleop"])["device_config"] == "{}"
+
+
 @pytest.mark.parametrize(
     "actions, args, message",
     [

@@ -100,3 +100,19 @@ def test_data_layer_imports_no_ros_sim_or_torch(tmp_path):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
+
+
+def test_ament_package_manifest():
+    """package.xml makes the repo an ament_python package named robot_rl, at pyproject's version."""
+    import tomllib
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(REPO / "package.xml").getroot()
+    assert root.tag == "package" and root.get("format") == "3"
+    assert root.findtext("name") == "robot_rl"
+    assert root.findtext("export/build_type") == "ament_python"
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert root.findtext("version") == version
+    deps = {e.text for e in root.findall("exec_depend")}
+    assert {"rclpy", "std_msgs", "std_srvs", "sensor_msgs", "geometry_msgs", "nav_msgs"} <= deps
+    assert (REPO / "resource" / "robot_rl").is_file()  # the ament index marker colcon installs

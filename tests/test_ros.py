@@ -60,13 +60,14 @@ def test_record_launch_end_to_end(tmp_path, robot, episodes):
     assert store.verify().ok
 
 
-def start(module: str, *ros_args: str, name: str) -> subprocess.Popen[str]:
+def start(module: str, *ros_args: str, name: str, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}", *ros_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        pass_fds=pass_fds,
     )
 
 
@@ -212,6 +213,30 @@ def test_malformed_messages_are_rejected_and_counted(base_robot):
     assert all(np.all(np.isfinite(a)) and abs(a[0]) <= 0.5 for _, a in probe.sent)
     probe.drive(0.3, 0.5)
     assert any(a[0] > 0 for _, a in probe.sent[-5:])  # and still obeys good commands
+
+
+@pytest.mark.slow
+def test_keyboard_teleop_drives_the_robot():
+    """Keys written to the keyboard device's fd reach the robot as commands; Esc ends the node."""
+    r, w = os.pipe()
+    robot = start("robot_rl.ros.robot_node", "-p", "robot:=mock_base", name="robot")
+    teleop = start("robot_rl.ros.teleop_node", "-p", "device:=keyboard", "-p", "robot:=mock_base", "-p", f"device_config:='{{\"fd\": {r}}}'", name="teleop", pass_fds=(r,))
+    os.close(r)
+    probe = Probe()
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not any(a[0] >= 0.15 - 1e-6 for _, a in probe.sent):
+            os.write(w, b"w")  # a held key, as the terminal's auto-repeat sends it
+            probe.spin(0.03)
+        assert any(a[0] == pytest.approx(0.15) for _, a in probe.sent), "w never drove the base (0.3 x 0.5 m/s)"
+        released = time.monotonic()
+        probe.wait_for(lambda: any(t > released and a[0] == 0.0 for t, a in probe.sent), timeout=5)
+        os.write(w, b"\x1b")
+        assert teleop.wait(timeout=20) == 0
+    finally:
+        os.close(w)
+        probe.close()
+        stop(teleop, robot)
 
 
 @pytest.mark.slow

@@ -3,6 +3,11 @@ commands for each new observation, and turns its episode events into service cal
 on the robot node (``reset``) and the recorder (``start``, ``stop``, ``discard``).
 
     robot-rl-teleop-node --ros-args -p device:=scripted -p robot:=sim_lift -p episodes:=5
+    robot-rl-teleop-node --ros-args -p device:=keyboard -p robot:=sim_base -p device_config:="'{\"step\": 0.5}'"
+
+Human devices get the robot's action spec (from ``robot``/``robot_config``, built with
+``make_robot`` without connecting) plus the JSON object ``device_config`` as keyword
+arguments (see each device's docstring in ``robot_rl.teleop``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool, Trigger
 
+from robot_rl.robots import make_robot
 from robot_rl.ros.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, RobotRLNode, command_qos, json_param, run_node, stamp_to_ns
 from robot_rl.teleop import make_teleop
 
@@ -26,6 +32,7 @@ class TeleopNode(RobotRLNode):
         self.declare_parameter("device", "scripted")
         self.declare_parameter("robot", "")
         self.declare_parameter("robot_config", "")
+        self.declare_parameter("device_config", "")
         self.declare_parameter("episodes", 1)
         self.declare_parameter("noise", 0.0)
         self.declare_parameter("seed", 0)
@@ -41,18 +48,28 @@ class TeleopNode(RobotRLNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         device = self.get_parameter("device").value
         try:
-            kwargs: dict[str, Any] = {}
+            robot = self.get_parameter("robot").value
+            robot_config = {k: tuple(v) if isinstance(v, list) else v for k, v in json_param(self, "robot_config", {}).items()}
+            kwargs: dict[str, Any]
             if device == "scripted":
                 kwargs = {
-                    "robot": self.get_parameter("robot").value,
-                    "robot_config": {k: tuple(v) if isinstance(v, list) else v for k, v in json_param(self, "robot_config", {}).items()},
+                    "robot": robot,
+                    "robot_config": robot_config,
                     "episodes": int(self.get_parameter("episodes").value),
                     "noise": float(self.get_parameter("noise").value),
                     "seed": int(self.get_parameter("seed").value),
                 }
+            else:  # a human device maps onto the robot's action layout
+                kwargs = {"action_spec": make_robot(robot, **robot_config).action_spec}
+            options = json_param(self, "device_config", {})
+            if not isinstance(options, dict):
+                raise ValueError(f"device_config must be a JSON object of device options, got {options!r}")
+            kwargs.update(options)
             self.device = make_teleop(device, **kwargs)
-        except (KeyError, TypeError, ValueError, ImportError) as exc:
+        except (KeyError, TypeError, ValueError, ImportError, OSError) as exc:
             return self.fail(f"cannot start teleop device {device!r}: {exc}")
+        if self.device.usage:
+            self.get_logger().info(f"{device}: {self.device.usage}")
         recorder = self.get_parameter("recorder").value
         self._reset = self.create_client(Trigger, "reset")
         self._start = self.create_client(Trigger, f"{recorder}/start")
@@ -159,6 +176,11 @@ class TeleopNode(RobotRLNode):
             self.get_logger().info(f"{event}: {result.message}")
         self._events.popleft()
         self._maybe_act()  # the robot waits for a command: act on the observation we have
+
+    def destroy_node(self) -> None:
+        if getattr(self, "device", None) is not None:
+            self.device.close()  # e.g. give the terminal back its mode
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -11,10 +11,14 @@ robot / recorder service calls. Events:
     discard  drop the episode in progress
     intervene  (later issues) a human takes over from a policy
     quit     the device is done (the node exits)
+
+Devices: ``scripted`` (below), ``keyboard``, ``gamepad``, ``spacemouse``, ``leader_arm``
+(one module each; their hardware libraries are imported only when a device is made).
 """
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +28,8 @@ import numpy as np
 EVENTS = ("reset", "start", "success", "failure", "discard", "intervene", "quit")
 
 _DEVICES: dict[str, type[Teleop]] = {}
+# Devices in their own modules; importing the module registers the device.
+_MODULES = {name: f"robot_rl.teleop.{name}" for name in ("keyboard", "gamepad", "spacemouse", "leader_arm")}
 
 
 def register_teleop(name: str) -> Callable[[type[Teleop]], type[Teleop]]:
@@ -34,13 +40,22 @@ def register_teleop(name: str) -> Callable[[type[Teleop]], type[Teleop]]:
     return wrap
 
 
+def available_teleops() -> list[str]:
+    return sorted(set(_DEVICES) | set(_MODULES))
+
+
 def make_teleop(name: str, **kwargs: Any) -> Teleop:
+    if name not in _DEVICES and name in _MODULES:
+        importlib.import_module(_MODULES[name])
     if name not in _DEVICES:
-        raise KeyError(f"unknown teleop device {name!r}; available: {sorted(_DEVICES)}")
+        raise KeyError(f"unknown teleop device {name!r}; available: {available_teleops()}")
     return _DEVICES[name](**kwargs)
 
 
 class Teleop(ABC):
+    usage: str = ""
+    """One line for the operator: the device's keys or buttons (the teleop node logs it)."""
+
     @abstractmethod
     def get_action(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
         """The operator's command for this observation, or None to send nothing."""
@@ -51,6 +66,9 @@ class Teleop(ABC):
 
     def observe_task(self, reward: float, success: bool, failure: bool) -> None:
         """Task feedback from a sim twin (used by the scripted expert to end episodes)."""
+
+    def close(self) -> None:
+        """Release the device (restore the terminal, close the port)."""
 
 
 @register_teleop("scripted")
