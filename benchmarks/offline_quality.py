@@ -17,7 +17,8 @@ better of the two evaluations. Across training seeds we report the interquartile
 (IQM: the mean of the middle 50% of runs, rliable's aggregate) with a 95% stratified
 bootstrap confidence interval over seeds.
 
-Runs are appended as JSON lines to OUT/runs.jsonl as they finish; re-running the
+Runs are appended as JSON lines to OUT/runs.jsonl as they finish (the report also
+reads other OUT/runs*.jsonl files, e.g. d3rlpy's runs from benchmarks/d3rlpy_quality.py); re-running the
 command skips runs already there, so an interrupted benchmark resumes. ``--report``
 only prints the table from what is there.
 """
@@ -102,7 +103,7 @@ def bootstrap_ci(values: np.ndarray, reps: int = 5000, seed: int = 0) -> tuple[f
 
 
 def report(out: Path) -> str:
-    rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for f in sorted(out.glob("runs*.jsonl")) for line in f.read_text().splitlines() if line.strip()]
     lines = [
         "| task | data | algorithm | seeds | final IQM [95% CI] | best IQM [95% CI] | per-seed final | upd/s (median) |",
         "| --- | --- | --- | ---: | --- | --- | --- | ---: |",
@@ -123,7 +124,7 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
-ALGO_ORDER = ["bc", "iql", "cql", "td3bc", "rebrac"]
+ALGO_ORDER = ["bc", "iql", "cql", "td3bc", "rebrac", "d3rlpy-iql", "d3rlpy-cql"]
 
 
 def main() -> None:
@@ -131,7 +132,7 @@ def main() -> None:
     p.add_argument("--task", default="lift")
     p.add_argument("--datasets", nargs="*", default=["ph", "mh"], choices=sorted(DATASETS))
     p.add_argument("--episodes", type=int, default=50, help="episodes per dataset")
-    p.add_argument("--algos", nargs="*", default=ALGO_ORDER)
+    p.add_argument("--algos", nargs="*", default=ALGO_ORDER[:5])
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--updates", type=int, default=3000)
     p.add_argument("--eval-episodes", type=int, default=50)
