@@ -37,6 +37,9 @@ from robot_rl.algos.data import OfflineData
 
 log = logging.getLogger(__name__)
 
+SHOWN = ("loss", "critic_loss", "actor_loss", "q")
+"""Metrics on the progress bar, when the learner reports them (besides updates/s)."""
+
 EvaluateFn = Callable[[Learner], dict[str, float]]
 """Takes the learner (use ``learner.policy()``), returns metrics incl. ``success_rate``."""
 
@@ -221,7 +224,7 @@ def fit(
                 sums.clear()
                 counts.clear()
                 bar.update(n_window)
-                shown = [k for k in last if k != "train/updates_per_s"][:3]
+                shown = [f"train/{k}" for k in SHOWN if f"train/{k}" in last][:3]
                 bar.set_postfix({k.removeprefix("train/"): f"{last[k]:.3g}" for k in shown} | {"upd/s": f"{ups:.0f}"})
                 t_window, n_window = time.perf_counter(), 0
             if evaluate_fn is not None and eval_every and step % eval_every == 0 and step != steps:
