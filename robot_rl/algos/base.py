@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -161,9 +160,6 @@ class Learner(ABC):
 
         return LearnedPolicy(self)
 
-    def train_mode(self, training: bool) -> None:
-        self.nets.train(training)
-
     # -------------------------------------------------------------- state
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Network weights, flat: ``<net>.<param>``."""
@@ -218,12 +214,3 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     """``|tau - 1(diff < 0)| * diff^2``, IQL's asymmetric L2 (mean over all elements)."""
     weight = torch.where(diff > 0, expectile, 1 - expectile)
     return (weight * diff.pow(2)).mean()
-
-
-def as_float(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()}
-
-
-def seed_everything(seed: int) -> np.random.Generator:
-    torch.manual_seed(seed)
-    return np.random.default_rng(seed)

@@ -229,7 +229,6 @@ class OfflineData:
         self._reward = torch.from_numpy(reward * np.float32(reward_scale) + np.float32(reward_bias)).to(dev)
         self._done = torch.from_numpy(sampler.dones).to(dev)
         self._images = {k: arrays.data[k] for k in spec.image_keys}
-        self.reward_stats = {"mean": float(reward.mean()), "min": float(reward.min()), "max": float(reward.max())}
 
     def __len__(self) -> int:
         return int(self._row_t.numel())
