@@ -222,8 +222,6 @@ class OfflineData:
         dev = self.device
         self._rows_t = torch.from_numpy(self._rows).to(dev)
         self._next_rows_t = torch.from_numpy(self._next_rows).to(dev)
-        self._row_t = torch.from_numpy(rows).to(dev)
-        self._next_row_t = torch.from_numpy(nxt).to(dev)
         self._state = torch.from_numpy(self.normalizer.state(state)).to(dev)
         self._action = torch.from_numpy(self.normalizer.action(action)).to(dev)
         self._reward = torch.from_numpy(reward * np.float32(reward_scale) + np.float32(reward_bias)).to(dev)
@@ -231,7 +229,7 @@ class OfflineData:
         self._images = {k: arrays.data[k] for k in spec.image_keys}
 
     def __len__(self) -> int:
-        return int(self._row_t.numel())
+        return int(self._rows_t.shape[0])
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, Any]:
         idx = torch.randint(0, len(self), (batch_size,), generator=generator).to(self.device)
@@ -239,7 +237,7 @@ class OfflineData:
 
     def get(self, idx: torch.Tensor) -> dict[str, Any]:
         rows, nrows = self._rows_t[idx], self._next_rows_t[idx]
-        row, nrow = self._row_t[idx], self._next_row_t[idx]
+        row, nrow = rows[:, -1], nrows[:, -1]  # the sampled step ends its frame stack
         batch: dict[str, Any] = {
             "state": self._state[rows],
             "next_state": self._state[nrows],
