@@ -132,7 +132,19 @@ class Learner(ABC):
 
     @abstractmethod
     def act(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        """Deterministic action for inference, normalised: ``(B, To, Ds)`` -> ``(B, Da)``."""
+        """Action for inference, normalised: ``(B, To, Ds)`` -> ``(B, Da)``, or an action
+        chunk ``(B, T, Da)`` for learners with ``action_horizon`` T > 1."""
+
+    @property
+    def action_horizon(self) -> int:
+        """Actions predicted per inference (T): ``act`` returns ``(B, T, Da)`` when T > 1
+        and batches then carry ``action_chunk``."""
+        return int(getattr(self.config, "action_horizon", 1))
+
+    @property
+    def exec_horizon(self) -> int:
+        """Actions of each predicted chunk executed before predicting again (Ta <= T)."""
+        return int(getattr(self.config, "exec_horizon", 1))
 
     # ----------------------------------------------------------------- helpers
     def encoder(self) -> ObsEncoder:

@@ -116,7 +116,7 @@ def save_checkpoint(
         "learner_config": dataclasses.asdict(learner.config),
         "spec": learner.spec.to_json(),
         "normalizer": learner.normalizer.to_json(),
-        "horizons": {"obs": learner.spec.obs_horizon, "action": 1},
+        "horizons": {"obs": learner.spec.obs_horizon, "action": learner.action_horizon, "execute": learner.exec_horizon},
         "step": learner.steps,
         "seed": learner.seed,
         "data": data or {},

@@ -10,6 +10,9 @@ A batch (every tensor on ``data.device``, actions normalised to [-1, 1]):
     next_state  (B, To, Ds)
     images      {key: (B, To, H, W, C) uint8}, next_images likewise
     action      (B, Da)     float32   the action taken at s (the one that was sent)
+    action_chunk (B, T, Da)           with ``action_horizon`` T > 1: the actions taken at
+                                      s and the T - 1 steps after it; past the episode's
+                                      end the last action repeats (Diffusion Policy's padding)
     next_action (B, Da)               the dataset action at s' (ReBRAC's critic penalty)
     reward      (B,)        float32   scaled: reward * reward_scale + reward_bias
     done        (B,)        float32   1 where nothing is bootstrapped from s'
@@ -174,7 +177,10 @@ class OfflineData:
         normalizer: Normalizer | None = None,
         device: str | torch.device = "cpu",
         progress: bool = False,
+        action_horizon: int = 1,
     ) -> None:
+        if action_horizon < 1:
+            raise ValueError(f"action_horizon must be >= 1, got {action_horizon}")
         if len(store) == 0:
             raise ValueError(f"{store.path} has no committed episodes to train on")
         keys = spec.state_keys + spec.image_keys + ["action", "done", "reward"]
@@ -219,6 +225,11 @@ class OfflineData:
         rows, nxt = sampler.rows, sampler.next_rows
         self._rows = np.maximum(rows[:, None] + offsets, start_of_row[rows][:, None])
         self._next_rows = np.maximum(nxt[:, None] + offsets, start_of_row[nxt][:, None])
+        self.action_horizon = action_horizon
+        if action_horizon > 1:
+            last_of_row = np.repeat(arrays.ends - 1, np.diff(np.concatenate([[0], arrays.ends])))
+            chunk = np.minimum(rows[:, None] + np.arange(action_horizon), last_of_row[rows][:, None])
+            self._chunk_rows_t = torch.from_numpy(chunk).to(device)
         dev = self.device
         self._rows_t = torch.from_numpy(self._rows).to(dev)
         self._next_rows_t = torch.from_numpy(self._next_rows).to(dev)
@@ -246,6 +257,8 @@ class OfflineData:
             "reward": self._reward[row],
             "done": self._done[idx],
         }
+        if self.action_horizon > 1:
+            batch["action_chunk"] = self._action[self._chunk_rows_t[idx]]
         if self._images:
             r_np, n_np = rows.cpu().numpy(), nrows.cpu().numpy()
             batch["images"] = {k: torch.from_numpy(np.ascontiguousarray(v[r_np])).to(self.device) for k, v in self._images.items()}

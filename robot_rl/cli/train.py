@@ -17,7 +17,7 @@ from robot_rl.cli.sim import TASKS, parse_overrides
 
 log = logging.getLogger(__name__)
 
-ALGOS = ("bc", "iql", "cql", "td3bc", "rebrac")
+ALGOS = ("bc", "iql", "cql", "td3bc", "rebrac", "diffusion", "edp", "saq_iql", "saq_cql", "saq_brac")
 
 
 def parse_learner_overrides(items: list[str]) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def sim_evaluator(task: str, spec: Any, episodes: int, seed: int, overrides: lis
 
 @dataclass
 class TrainConfig:
-    """Train a policy offline on an episode store (BC, IQL, CQL, TD3+BC, ReBRAC).
+    """Train a policy offline on an episode store (BC, IQL, CQL, TD3+BC, ReBRAC, Diffusion Policy, EDP, SAQ).
 
     Learner settings come from the algorithm's defaults, then --config (YAML), then --set.
     Writes RUN/checkpoint (resumable), RUN/best (with --eval-task), RUN/metrics.csv,
@@ -161,6 +161,7 @@ def train(cfg: TrainConfig) -> int:
     data = OfflineData(
         store, spec, cfg.rewards, cfg.reward_scale, cfg.reward_bias, with_next=cls.uses_next,
         normalizer=normalizer, device=device, progress=True,
+        action_horizon=int(getattr(learner_config, "action_horizon", 1)),
     )  # fmt: skip
     learner = make_learner(cfg.algo, spec, data.normalizer, learner_config, seed=cfg.seed, device=device)
     data_info = {

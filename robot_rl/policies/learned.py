@@ -7,6 +7,11 @@
 The policy keeps the last To observations (the episode's first repeated until To have
 been seen), normalises with the statistics saved in the checkpoint, and returns the
 action in the robot's units, shaped as its action spec.
+
+Action chunks: a learner that predicts T actions at once (Diffusion Policy) fills a
+queue with the first Ta (``exec_horizon``) of them; the next Ta - 1 calls pop the queue
+without running the network (observations are still pushed into the history).
+``reuse_chunks=False`` predicts at every step and executes only the first action.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ if TYPE_CHECKING:
 
 
 class LearnedPolicy:
-    def __init__(self, learner: Learner) -> None:
+    def __init__(self, learner: Learner, reuse_chunks: bool = True) -> None:
         self.learner = learner
+        self.reuse_chunks = reuse_chunks
+        self.inferences = 0
+        """Network evaluations so far (chunk reuse makes it fewer than ``act`` calls)."""
+        self._queue: deque[np.ndarray] = deque()
         self.spec = learner.spec
         self.normalizer = learner.normalizer
         self._states: deque[np.ndarray] = deque(maxlen=self.spec.obs_horizon)
@@ -35,6 +44,7 @@ class LearnedPolicy:
         return self.spec.obs_horizon
 
     def reset(self) -> None:
+        self._queue.clear()
         self._states.clear()
         self._images.clear()
 
@@ -60,11 +70,16 @@ class LearnedPolicy:
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         self._push(obs)
-        dev = self.learner.device
-        state = torch.from_numpy(self.normalizer.state(np.stack(self._states)))[None].to(dev)
-        images = {k: torch.from_numpy(np.stack([f[k] for f in self._images]))[None].to(dev) for k in self.spec.image_keys}
-        action = self.learner.act(state, images or None)[0].cpu().numpy()
-        return self.normalizer.unaction(action)
+        if not self._queue:
+            dev = self.learner.device
+            state = torch.from_numpy(self.normalizer.state(np.stack(self._states)))[None].to(dev)
+            images = {k: torch.from_numpy(np.stack([f[k] for f in self._images]))[None].to(dev) for k in self.spec.image_keys}
+            actions = self.learner.act(state, images or None)[0].cpu().numpy()
+            self.inferences += 1
+            if actions.ndim == 1:
+                actions = actions[None]
+            self._queue.extend(actions[: self.learner.exec_horizon if self.reuse_chunks else 1])
+        return self.normalizer.unaction(self._queue.popleft())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.learner.state_dict()
