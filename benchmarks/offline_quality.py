@@ -54,27 +54,31 @@ def run_one(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(job["threads"])
-    from robot_rl.algos import LearnerSpec, OfflineData, learner_class, make_learner
+    from robot_rl.algos import LearnerSpec, OfflineData, learner_class, make_config, make_learner
     from robot_rl.algos.trainer import fit
     from robot_rl.cli.train import sim_evaluator
     from robot_rl.data import EpisodeStore
 
     store = EpisodeStore(job["data"])
     low_dim = [k for k in store.schema.obs_keys if not store.schema.keys[k].is_image]
-    spec = LearnerSpec.from_schema(store.schema, low_dim)
-    data = OfflineData(store, spec, rewards="success", with_next=learner_class(job["algo"]).uses_next)
-    learner = make_learner(job["algo"], spec, data.normalizer, {}, seed=job["seed"])
+    config = make_config(job["algo"], job.get("config", {}))
+    spec = LearnerSpec.from_schema(store.schema, low_dim, config.obs_horizon)
+    data = OfflineData(store, spec, rewards="success", with_next=learner_class(job["algo"]).uses_next,
+                       action_horizon=getattr(config, "action_horizon", 1))  # fmt: skip
+    learner = make_learner(job["algo"], spec, data.normalizer, config, seed=job["seed"])
     evaluate_fn, env = sim_evaluator(job["task"], spec, job["eval_episodes"], 1000)
-    run_dir = Path(job["out"]) / "runs" / f"{job['dataset']}_{job['algo']}_s{job['seed']}"
+    run_dir = Path(job["out"]) / "runs" / f"{job['dataset']}_{job['label']}_s{job['seed']}"
     t0 = time.perf_counter()
     try:
         result = fit(learner, data, run_dir, job["updates"], seed=job["seed"], log_every=max(job["updates"] // 10, 1),
-                     eval_every=job["updates"] // 2, evaluate_fn=evaluate_fn, tensorboard=False, progress=False)  # fmt: skip
+                     eval_every=job["updates"] // job.get("evals", 2), evaluate_fn=evaluate_fn, tensorboard=False, progress=False)  # fmt: skip
     finally:
         env.close()
     evals = [e["eval/success_rate"] for e in result.eval_history]
     return {
-        **{k: job[k] for k in ("task", "dataset", "algo", "seed", "updates", "eval_episodes")},
+        **{k: job[k] for k in ("task", "dataset", "seed", "updates", "eval_episodes")},
+        "algo": job["label"],
+        "config": job.get("config", {}),
         "final": evals[-1],
         "best": max(evals),
         "evals": evals,
@@ -108,7 +112,7 @@ def report(out: Path) -> str:
         "| task | data | algorithm | seeds | final IQM [95% CI] | best IQM [95% CI] | per-seed final | upd/s (median) |",
         "| --- | --- | --- | ---: | --- | --- | --- | ---: |",
     ]
-    keys = sorted({(r["task"], r["dataset"], r["algo"]) for r in rows}, key=lambda k: (k[0], k[1], ALGO_ORDER.index(k[2]) if k[2] in ALGO_ORDER else 99))
+    keys = sorted({(r["task"], r["dataset"], r["algo"]) for r in rows}, key=lambda k: (k[0], k[1], ALGO_ORDER.index(k[2].split("[")[0]) if k[2].split("[")[0] in ALGO_ORDER else 99))
     for task, dataset, algo in keys:
         rs = sorted((r for r in rows if (r["task"], r["dataset"], r["algo"]) == (task, dataset, algo)), key=lambda r: r["seed"])
         final = np.array([r["final"] for r in rs])
@@ -124,7 +128,7 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
-ALGO_ORDER = ["bc", "iql", "cql", "td3bc", "rebrac", "d3rlpy-iql", "d3rlpy-cql"]
+ALGO_ORDER = ["bc", "diffusion", "iql", "saq_iql", "cql", "saq_cql", "saq_brac", "td3bc", "rebrac", "edp", "d3rlpy-iql", "d3rlpy-cql"]
 
 
 def main() -> None:
@@ -139,8 +143,18 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="parallel runs (each with --threads torch threads)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("runs/bench_quality"))
+    p.add_argument("--evals", type=int, default=2, help="evaluations per run, evenly spaced (the last at the end)")
+    p.add_argument("--set", nargs="*", default=[], help="learner config overrides ALGO:FIELD=VALUE (YAML values)")
+    p.add_argument("--tag", default="", help="label the runs ALGO[TAG] (a variant with --set)")
     p.add_argument("--report", action="store_true", help="only print the table of finished runs")
     args = p.parse_args()
+    import yaml
+
+    overrides: dict[str, dict] = {}
+    for item in args.set:
+        algo, _, rest = item.partition(":")
+        field, _, value = rest.partition("=")
+        overrides.setdefault(algo, {})[field] = yaml.safe_load(value)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "runs.jsonl"
     if not args.report:
@@ -150,11 +164,12 @@ def main() -> None:
             done = {(r["task"], r["dataset"], r["algo"], r["seed"], r["updates"]) for r in map(json.loads, log.read_text().splitlines()) if r}
         jobs = [
             {"task": args.task, "dataset": d, "data": str(paths[d]), "algo": a, "seed": s, "updates": args.updates,
-             "eval_episodes": args.eval_episodes, "threads": args.threads, "out": str(args.out)}  # fmt: skip
+             "eval_episodes": args.eval_episodes, "threads": args.threads, "out": str(args.out),
+             "evals": args.evals, "config": overrides.get(a, {}), "label": f"{a}[{args.tag}]" if args.tag else a}  # fmt: skip
             for s in args.seeds for d in args.datasets for a in args.algos
-            if (args.task, d, a, s, args.updates) not in done
+            if (args.task, d, f"{a}[{args.tag}]" if args.tag else a, s, args.updates) not in done
         ]
-        cost = {"cql": 0, "rebrac": 1, "iql": 2, "td3bc": 3, "bc": 4}  # slowest first: the workers finish together
+        cost = {"diffusion": -1, "cql": 0, "rebrac": 1, "iql": 2, "td3bc": 3, "bc": 4}  # slowest first: the workers finish together
         jobs.sort(key=lambda j: cost.get(j["algo"], 5))
         print(f"{len(jobs)} runs to do ({len(done)} already in {log}); {args.workers} workers x {args.threads} threads")
         os.environ.setdefault("MUJOCO_GL", "egl")

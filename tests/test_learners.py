@@ -190,3 +190,12 @@ def test_unknown_config_fields_and_bad_values_are_named(store):
         make_learner("iql", spec, data.normalizer, {"expectile": 1.5})
     with pytest.raises(KeyError, match="available"):
         make_learner("ppo", spec, data.normalizer)
+    assert make_config("iql", {"actor_lr": "1e-3"}).actor_lr == 1e-3  # YAML 1.1 reads 1e-3 as a string
+    with pytest.raises(ValueError, match="must be a number"):
+        make_config("iql", {"actor_lr": "fast"})
+
+
+def test_the_cli_offers_every_registered_learner():
+    from robot_rl.cli.train import ALGOS as CLI_ALGOS
+
+    assert sorted(CLI_ALGOS) == ALGOS

@@ -123,3 +123,26 @@ def test_same_seed_and_threads_give_the_same_weights(mock_store, tmp_path):
         return json.loads((tmp_path / name / "checkpoint" / "config.json").read_text())["model_sha256"]
 
     assert sha(0, "a") == sha(0, "b") != sha(1, "c")
+
+
+@pytest.mark.parametrize(
+    ("algo", "settings"),
+    [
+        ("diffusion", ["down_dims=[16,32]", "action_horizon=4", "exec_horizon=2", "inference_steps=3"]),
+        ("edp", ["hidden=[32,32]", "diffusion_steps=10", "inference_steps=3", "n_action_candidates=2"]),
+        ("saq_cql", ["hidden=[32,32]", "vq_hidden=[32,32]", "vqvae_steps=10", "codebook_size=4"]),
+    ],
+)
+def test_train_and_eval_the_diffusion_and_quantized_families(mock_store, tmp_path, algo, settings):
+    run = tmp_path / algo
+    args = ["train", "--algo", algo, "--data", str(mock_store), "--steps", "20", "--batch-size", "16", "--threads", "1",
+            "--save-every", "10", "--out", str(run), "--no-tensorboard", "--set", *settings]  # fmt: skip
+    assert main(args) == 0
+    config = json.loads((run / "checkpoint" / "config.json").read_text())
+    assert config["algo"] == algo and config["step"] == 20
+    if algo == "diffusion":
+        assert config["horizons"] == {"obs": 1, "action": 4, "execute": 2}
+    assert main([*args[:6], "30", *args[7:], "--resume"]) == 0  # resumes past SAQ's VQ phase, chunk data included
+    assert main(["eval", str(run / "checkpoint"), "--episodes", "2", "--seed", "3"]) == 0
+    result = json.loads((run / "checkpoint" / "eval" / "eval.json").read_text())
+    assert result["episodes"] == 2 and result["algo"] == algo

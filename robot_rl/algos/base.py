@@ -74,6 +74,13 @@ def make_config(name: str, overrides: dict[str, Any] | None = None) -> LearnerCo
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise ValueError(f"{name} has no config field(s) {unknown}; fields: {sorted(known)}")
+    for key, value in overrides.items():
+        default = getattr(cls(), key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
+            try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+                overrides[key] = float(value) if isinstance(default, float) else int(value)
+            except ValueError:
+                pass
     config = cls(**overrides)
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)

@@ -26,15 +26,17 @@ class DiffusionPolicyConfig(LearnerConfig):
     noise into a chunk; the first ``exec_horizon`` (Ta) actions are executed before the
     next prediction (receding horizon). The policy acts with an exponential moving
     average of the weights. Chi et al. use To = 2 (``--obs-horizon 2``), T = 16, Ta = 8,
-    K = 100, and a U-Net with down_dims [256, 512, 1024]; the defaults here are the same
-    except for a narrower U-Net sized for CPU training.
+    K = 100, and a U-Net with down_dims [256, 512, 1024]. The defaults here are sized
+    for CPU budgets of a few thousand updates: a narrower U-Net and T = 8, Ta = 4 (at
+    3000 updates on Lift, T = 16 chunks were still underfit: 50% success against 100%
+    for T = 8 and T = 4; benchmarks/RESULTS.md).
     """
 
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
     """Hidden widths of the ``mlp`` noise network."""
-    action_horizon: int = 16
+    action_horizon: int = 8
     """T: actions predicted per inference."""
-    exec_horizon: int = 8
+    exec_horizon: int = 4
     """Ta: actions executed from each prediction (<= T)."""
     network: str = "unet"
     """``unet`` (temporal conv U-Net with FiLM) or ``mlp`` (low-dim, small T)."""

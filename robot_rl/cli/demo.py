@@ -26,6 +26,7 @@ from robot_rl.cli._args import arg
 from robot_rl.cli._table import format_table
 from robot_rl.cli.data import InfoConfig, info
 from robot_rl.cli.sim import TASKS, make_sim_robot
+from robot_rl.cli.train import ALGOS
 from robot_rl.data import EpisodeStore
 from robot_rl.data.sampler import TransitionSampler, WindowSampler, load_episodes
 from robot_rl.data.verify import verify
@@ -47,7 +48,7 @@ class DemoConfig:
     cameras: list[str] = arg(["agentview"], help="cameras to record, for arm tasks (none: --cameras with no names)")
     set: list[str] = arg([], help="other robot config overrides FIELD=VALUE")
     seed: int = arg(0, help="random seed")
-    algo: str = arg("bc", help="algorithm to train on the recording", choices=("bc", "iql", "cql", "td3bc", "rebrac"))
+    algo: str = arg("bc", help="algorithm to train on the recording", choices=ALGOS)
     train_steps: int = arg(2000, help="gradient updates (0: record only)")
     eval_episodes: int = arg(20, help="evaluation episodes of the trained policy and of the expert")
 
