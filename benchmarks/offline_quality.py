@@ -67,7 +67,7 @@ def run_one(job: dict) -> dict:
                        action_horizon=getattr(config, "action_horizon", 1))  # fmt: skip
     learner = make_learner(job["algo"], spec, data.normalizer, config, seed=job["seed"])
     evaluate_fn, env = sim_evaluator(job["task"], spec, job["eval_episodes"], 1000)
-    run_dir = Path(job["out"]) / "runs" / f"{job['dataset']}_{job['label']}_s{job['seed']}"
+    run_dir = Path(job["out"]) / "runs" / f"{job['task']}_{job['dataset']}_{job['label']}_s{job['seed']}"
     t0 = time.perf_counter()
     try:
         result = fit(learner, data, run_dir, job["updates"], seed=job["seed"], log_every=max(job["updates"] // 10, 1),
