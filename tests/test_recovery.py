@@ -121,3 +121,23 @@ def test_discarded_rows_are_never_salvaged(store_path):
     report = recover(store_path, salvage=True)
     assert report.salvaged_rows == 0
     assert len(EpisodeStore(store_path)) == 1
+
+
+def test_a_salvaged_tail_without_a_source_verifies_with_a_warning(store_path):
+    """The writer's defaults may leave the source to end_episode; a salvaged tail then has
+    none. That is what happened, not corruption: verify warns and stays ok."""
+    from robot_rl.data.verify import verify
+
+    write_store(store_path, 2)
+    w = EpisodeWriter(store_path, small_schema(), defaults={"task": "lift"}, flush_every=3)
+    data = episode_data(2)
+    for t in range(7):
+        w.add_step_dict({k: v[t] for k, v in data.items()})
+    w._lock.release()  # the process "dies"
+    w._closed = True
+    assert recover(store_path, salvage=True).salvaged_rows == 6
+    rec = EpisodeStore(store_path).record(2)
+    assert rec["source"] is None and rec["status"] == "aborted" and rec["recovered"] is True
+    report = verify(store_path)
+    assert report.ok, report.errors
+    assert any("salvaged without a recorded source" in w for w in report.warnings)
