@@ -89,7 +89,7 @@ class DiffusionPolicy(Learner):
         if not 1 <= c.exec_horizon <= c.action_horizon:
             raise ValueError(f"exec_horizon must be in [1, action_horizon={c.action_horizon}], got {c.exec_horizon}")
         check_sampling(c)
-        self.schedule = NoiseSchedule(c.diffusion_steps)
+        self.nets["schedule"] = self.schedule = NoiseSchedule(c.diffusion_steps)  # buffers only, moved with the nets
         self.nets["encoder"] = enc = self.encoder()
         self.nets["noise"] = make_noise_net(c, s.action_dim, enc.out_dim)
         self.nets["ema_encoder"] = copy.deepcopy(enc).requires_grad_(False)
@@ -104,7 +104,6 @@ class DiffusionPolicy(Learner):
 
     def update(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         n = self.nets
-        self.schedule.to(self.device)
         feat = self.encode(n["encoder"], batch)
         loss, _ = diffusion_loss(n["noise"], self.schedule, self.chunk(batch), feat)
         self.step(self.optimizers["model"], loss)
@@ -116,7 +115,6 @@ class DiffusionPolicy(Learner):
     @torch.no_grad()
     def act(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None) -> torch.Tensor:
         c = self.config
-        self.schedule.to(self.device)
         feat = self.nets["ema_encoder"](state, images)
         shape = (state.shape[0], c.action_horizon, self.spec.action_dim)
         chunk = sample(self.nets["ema_noise"], feat, shape, self.schedule, c.sampler, c.inference_steps, self.sample_generator)

@@ -97,7 +97,7 @@ class EDP(Learner):
             raise ValueError(f"expectile must be in (0, 1), got {c.expectile}")
         if c.n_action_candidates < 1:
             raise ValueError(f"n_action_candidates must be >= 1, got {c.n_action_candidates}")
-        self.schedule = NoiseSchedule(c.diffusion_steps)
+        self.nets["schedule"] = self.schedule = NoiseSchedule(c.diffusion_steps)  # buffers only, moved with the nets
         self.nets["encoder"] = enc = self.encoder()
         self.nets["noise"] = MLPNoiseNet(s.action_dim, 1, enc.out_dim, c.hidden)
         self.nets["critic"] = QEnsemble(c.n_critics, enc.out_dim, s.action_dim, c.hidden)
@@ -121,7 +121,6 @@ class EDP(Learner):
 
     def update(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         c, n = self.config, self.nets
-        self.schedule.to(self.device)
         feat = self.encode(n["encoder"], batch)
         metrics: dict[str, torch.Tensor] = {}
         q = n["critic"](feat, batch["action"])  # (E, B)
@@ -171,7 +170,6 @@ class EDP(Learner):
     @torch.no_grad()
     def act(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None) -> torch.Tensor:
         c, n = self.config, self.nets
-        self.schedule.to(self.device)
         feat = n["encoder"](state, images)
         b, k = feat.shape[0], c.n_action_candidates
         feats = feat.repeat_interleave(k, dim=0)  # (B * k, F): candidates of one state are adjacent
