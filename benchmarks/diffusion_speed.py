@@ -48,21 +48,22 @@ def main() -> None:
     spec = LearnerSpec.from_schema(store.schema, keys)
     data = OfflineData(store, spec, rewards="success")
 
+    last_rate: dict[tuple[int, str], float] = {}  # sizes the next timed run of the same case
+
     def run(k: int, variant: str) -> float:
         config = {**VARIANTS[variant], "diffusion_steps": k, "inference_steps": min(15, k)}
         learner = make_learner("edp", spec, data.normalizer, config, seed=0)
         g = torch.Generator().manual_seed(0)
         for _ in range(args.warmup):
             learner.update(data.sample(learner.config.batch_size, g))
-        n = args.updates or max(3, int(10 * run.rate.get((k, variant), 10.0)))
+        n = args.updates or max(3, int(10 * last_rate.get((k, variant), 10.0)))
         t0 = time.perf_counter()
         for _ in range(n):
             learner.update(data.sample(learner.config.batch_size, g))
         rate = n / (time.perf_counter() - t0)
-        run.rate[(k, variant)] = rate
+        last_rate[(k, variant)] = rate
         return rate
 
-    run.rate = {}  # type: ignore[attr-defined]
     rows = []
     for k in args.steps:
         rates: dict[str, list[float]] = {v: [] for v in VARIANTS}

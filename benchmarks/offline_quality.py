@@ -90,6 +90,20 @@ def run_one(job: dict) -> dict:
     }
 
 
+def parse_algo_overrides(items: list[str]) -> dict[str, dict]:
+    """``["diffusion:network=mlp", "diffusion:lr=1e-3"]`` -> ``{"diffusion": {"network": "mlp", "lr": ...}}``."""
+    import yaml
+
+    overrides: dict[str, dict] = {}
+    for item in items:
+        algo, _, rest = item.partition(":")
+        field, sep, value = rest.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected ALGO:FIELD=VALUE")
+        overrides.setdefault(algo, {})[field] = yaml.safe_load(value)
+    return overrides
+
+
 def iqm(values: np.ndarray) -> float:
     """Mean of the middle 50% (rliable): trims 25% at each end, fractional weights at the cut."""
     x = np.sort(np.asarray(values, dtype=float))
@@ -148,13 +162,7 @@ def main() -> None:
     p.add_argument("--tag", default="", help="label the runs ALGO[TAG] (a variant with --set)")
     p.add_argument("--report", action="store_true", help="only print the table of finished runs")
     args = p.parse_args()
-    import yaml
-
-    overrides: dict[str, dict] = {}
-    for item in args.set:
-        algo, _, rest = item.partition(":")
-        field, _, value = rest.partition("=")
-        overrides.setdefault(algo, {})[field] = yaml.safe_load(value)
+    overrides = parse_algo_overrides(args.set)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "runs.jsonl"
     if not args.report:

@@ -45,7 +45,7 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-    import yaml
+    from offline_quality import parse_algo_overrides  # same directory
 
     torch.set_num_threads(args.threads)
     from robot_rl.algos import LearnerSpec, OfflineData, available_learners, learner_class, make_learner
@@ -53,11 +53,7 @@ def main() -> None:
 
     store = EpisodeStore(args.data)
     keys = None if args.camera else [k for k in store.schema.obs_keys if not store.schema.keys[k].is_image]
-    overrides: dict[str, dict] = {}
-    for item in args.set:
-        algo, rest = item.split(":", 1)
-        field, value = rest.split("=", 1)
-        overrides.setdefault(algo, {})[field] = yaml.safe_load(value)
+    overrides = parse_algo_overrides(args.set)
 
     # observations replayed from the store, robot-style names
     obs_keys = [k for k in store.schema.obs_keys if keys is None or k in keys]

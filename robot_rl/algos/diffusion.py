@@ -71,9 +71,10 @@ def make_noise_net(c: Any, action_dim: int, cond_dim: int) -> torch.nn.Module:
     raise ValueError(f"network must be 'unet' or 'mlp', got {c.network!r}")
 
 
-def check_sampling(c: Any) -> None:
-    if c.sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {c.sampler!r}")
+def check_sampling(c: Any, allowed: tuple[str, ...] = SAMPLERS) -> None:
+    """``c.sampler`` is one of ``allowed`` and ``c.inference_steps`` fits the chain."""
+    if c.sampler not in allowed:
+        raise ValueError(f"sampler must be one of {allowed}, got {c.sampler!r}")
     if not 1 <= c.inference_steps <= c.diffusion_steps:
         raise ValueError(f"inference_steps must be in [1, diffusion_steps={c.diffusion_steps}], got {c.inference_steps}")
 

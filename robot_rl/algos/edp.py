@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from robot_rl.algos.base import Learner, LearnerConfig, expectile_loss, register_learner
-from robot_rl.algos.diffusion_nets import EMA, SAMPLERS, MLPNoiseNet, NoiseSchedule, diffusion_loss, sample
+from robot_rl.algos.diffusion import check_sampling
+from robot_rl.algos.diffusion_nets import EMA, MLPNoiseNet, NoiseSchedule, diffusion_loss, sample
 from robot_rl.algos.nets import QEnsemble, frozen, mlp, soft_update
 
 RL_VARIANTS = ("td3", "iql")
@@ -89,10 +90,7 @@ class EDP(Learner):
         c, s = self.config, self.spec
         if c.rl not in RL_VARIANTS:
             raise ValueError(f"rl must be one of {RL_VARIANTS}, got {c.rl!r}")
-        if c.sampler not in SAMPLERS or c.sampler == "ddpm":
-            raise ValueError(f"sampler must be 'dpm' or 'ddim' (the fast samplers), got {c.sampler!r}")
-        if not 1 <= c.inference_steps <= c.diffusion_steps:
-            raise ValueError(f"inference_steps must be in [1, diffusion_steps={c.diffusion_steps}], got {c.inference_steps}")
+        check_sampling(c, allowed=("dpm", "ddim"))  # the fast samplers
         if not 0.0 < c.expectile < 1.0:
             raise ValueError(f"expectile must be in (0, 1), got {c.expectile}")
         if c.n_action_candidates < 1:
