@@ -41,6 +41,7 @@ NODE_MODULES = {
     "recorder_node": "robot_rl.ros.recorder_node",
     "teleop_node": "robot_rl.ros.teleop_node",
     "camera_node": "robot_rl.ros.camera_node",
+    "policy_node": "robot_rl.ros.policy_node",
 }
 """Executables of package robot_rl (also the ``ros2 run robot_rl <exec>`` names)."""
 

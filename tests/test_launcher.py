@@ -27,7 +27,7 @@ def test_record_launch_plan():
     robot = procs[0]
     assert "__ns:=/arm1" in robot.cmd and robot.shutdown_on_exit
     params = yaml.safe_load(Path(robot.cmd[robot.cmd.index("--params-file") + 1]).read_text())["/**"]["ros__parameters"]
-    assert params == {"robot": "mock_arm", "robot_config": "{}", "audit_log": ""}
+    assert params == {"robot": "mock_arm", "robot_config": "{}", "audit_log": "", "seed": 0}
     teleop = procs[2]
     tparams = yaml.safe_load(Path(teleop.cmd[teleop.cmd.index("--params-file") + 1]).read_text())["/**"]["ros__parameters"]
     assert tparams["episodes"] == 5 and tparams["noise"] == 0.0 and tparams["device"] == "scripted"  # typed like ROS
@@ -52,6 +52,23 @@ def test_record_launch_camera_entries():
     assert recorder["compressed"] is True
     assert [c for c in recorder["cameras"].split(",") if c] == ["wrist:320x240"]  # the recorder skips empty items
     assert params_of(procs["teleop"])["device_config"] == "{}"
+
+
+def test_deploy_launch_plan():
+    path = resolve_launch_file("deploy.launch.yaml")
+    with pytest.raises(LaunchError, match="checkpoint"):
+        plan(path, {})  # the checkpoint has no default
+    procs = {p.name: p for p in plan(path, {"checkpoint": "/ck", "episodes": "20", "seed": "1000"})}
+    assert list(procs) == ["robot", "policy"]  # no recorder unless record:=true
+    policy = params_of(procs["policy"])
+    assert procs["policy"].shutdown_on_exit and procs["policy"].cmd[procs["policy"].cmd.index("-m") + 1] == "robot_rl.ros.policy_node"
+    assert policy["checkpoint"] == "/ck" and policy["episodes"] == 20 and policy["recorder"] == "" and policy["enabled"] is True
+    assert params_of(procs["robot"])["seed"] == 1000
+    procs = {p.name: p for p in plan(path, {"checkpoint": "/ck", "record": "true", "out": "/tmp/d.zarr", "namespace": "arm1"})}
+    assert list(procs) == ["robot", "recorder", "policy"]
+    recorder = params_of(procs["recorder"])
+    assert recorder["source"] == "policy" and recorder["policy_checkpoint"] == "/ck" and recorder["out"] == "/tmp/d.zarr"
+    assert params_of(procs["policy"])["recorder"] == "recorder" and "__ns:=/arm1" in procs["policy"].cmd
 
 
 @pytest.mark.parametrize(

@@ -170,7 +170,11 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         tensors = load_file(str(model))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{model} cannot be read: {exc}") from exc
-    learner.load_state_dict(tensors)
+    check_weights(tensors)
+    try:
+        learner.load_state_dict(tensors)
+    except ValueError as exc:
+        raise CheckpointError(f"{model}: {exc}") from exc
     learner.steps = int(config.get("step", 0))
     ckpt = Checkpoint(learner=learner, config=config, path=folder)
     if resume:
@@ -186,6 +190,15 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         torch.set_rng_state(ckpt.resume_tensors["rng.torch"])
         learner.aug_generator.set_state(ckpt.resume_tensors["rng.augment"])
     return ckpt
+
+
+def check_weights(tensors: dict[str, torch.Tensor]) -> None:
+    """Raise CheckpointError naming the first tensor with NaN or infinite values: such weights
+    would command garbage (a policy node refuses them before it sends anything)."""
+    for name, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"weight {name!r} has {bad} non-finite value(s) of {value.numel()}: refusing these weights")
 
 
 def _lists(config: dict[str, Any]) -> dict[str, Any]:

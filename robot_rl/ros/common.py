@@ -99,9 +99,31 @@ class RobotRLNode(LifecycleNode):
         super().__init__(name, **kwargs)
         self.declare_parameter("autostart", True)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # rclpy turns an exception in a transition callback into ERROR without a word: log it
+        super().__init_subclass__(**kwargs)
+        for name in ("on_configure", "on_activate"):
+            if name in cls.__dict__:
+                setattr(cls, name, _logged_transition(cls.__dict__[name]))
+
     def fail(self, message: str) -> TransitionCallbackReturn:
         self.get_logger().error(message)
         return TransitionCallbackReturn.FAILURE
+
+
+def _logged_transition(fn: Any) -> Any:
+    import functools
+    import traceback
+
+    @functools.wraps(fn)
+    def wrapper(self: RobotRLNode, state: Any) -> TransitionCallbackReturn:
+        try:
+            return fn(self, state)
+        except Exception:
+            self.get_logger().error(f"{fn.__name__} failed:\n{traceback.format_exc()}")
+            return TransitionCallbackReturn.ERROR
+
+    return wrapper
 
 
 def run_node(node_cls: type[RobotRLNode], args: Sequence[str] | None = None) -> int:

@@ -47,6 +47,8 @@ class RecorderNode(RobotRLNode):
         self.declare_parameter("task", "")
         self.declare_parameter("source", "teleop")
         self.declare_parameter("operator", "")
+        # episodes driven by a policy: its checkpoint directory (or the model sha256 itself)
+        self.declare_parameter("policy_checkpoint", "")
         self.declare_parameter("flush_every", 50)
         # extra cameras from camera nodes: "wrist:320x240,front:640x480" -> obs.image.<name>
         self.declare_parameter("cameras", "")
@@ -73,6 +75,11 @@ class RecorderNode(RobotRLNode):
         self.defaults = {"source": source, "task": self.get_parameter("task").value or None}
         if self.get_parameter("operator").value:
             self.defaults["operator"] = self.get_parameter("operator").value
+        if ckpt := self.get_parameter("policy_checkpoint").value:
+            try:
+                self.defaults["policy_checkpoint"] = checkpoint_hash(ckpt)
+            except (OSError, ValueError, KeyError) as exc:
+                return self.fail(f"policy_checkpoint {ckpt!r}: {exc}")
         self.create_subscription(String, "robot_spec", self._on_spec, LATCHED_QOS)
         self.create_subscription(String, "events", self._on_event, RELIABLE_QOS)
         self.create_service(Trigger, "~/start", self._on_start)
@@ -279,6 +286,20 @@ class RecorderNode(RobotRLNode):
             "rejected": self.rejected,
         }
         self._status_pub.publish(String(data=json.dumps(status)))
+
+
+def checkpoint_hash(value: str) -> str:
+    """The model sha256 of a checkpoint directory (read from its config.json), or ``value``
+    itself when it is already a hex digest."""
+    from pathlib import Path
+
+    if Path(value).is_dir():
+        digest = json.loads((Path(value) / "config.json").read_text())["model_sha256"]
+    else:
+        digest = value
+    if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise ValueError(f"{value!r} is neither a checkpoint directory nor a sha256 digest")
+    return digest
 
 
 def parse_cameras(value: str) -> dict[str, KeySpec]:

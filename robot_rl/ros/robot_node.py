@@ -136,6 +136,7 @@ class RobotNode(RobotRLNode):
             "config": json.loads(json.dumps(dataclasses.asdict(self.robot.config), default=list)),
             "sim": isinstance(self.robot, SimRobot),
             "command_timeout": self.robot.config.safety_limits().command_timeout,
+            "safety_mode": self.robot.config.safety_limits().mode,
         }
 
     # ------------------------------------------------------------------ inputs

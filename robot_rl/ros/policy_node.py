@@ -1,0 +1,455 @@
+"""Policy node: runs a trained checkpoint against a robot node, behind its safety filter.
+
+    robot-rl-policy-node --ros-args -p checkpoint:=runs/lift_bc/checkpoint
+    robot-rl-policy-node --ros-args -p checkpoint:=... -p episodes:=20 -p summary:=deploy.json   # sim twin episodes
+
+The checkpoint is loaded (safetensors + JSON, never a pickle) and its weights checked
+(finite, the shapes its config names) before any publisher exists: a bad checkpoint
+ends the node with exit code 1 and not one command sent. The robot's ``robot_spec``
+must match what the policy was trained on (keys, shapes, element names).
+
+Control loop: the robot node's observation stream is the control clock. For every new
+complete observation (all of the robot node's keys at one stamp, plus the latest frame
+of any camera node the policy uses) the node runs ``LearnedPolicy.act`` — which pops
+the action-chunk queue or predicts a new chunk — and publishes the action on
+``commands`` (``Float64MultiArray``, labelled with the joint names; ``cmd_vel``
+``Twist`` for a mobile base). The robot node filters it like any other command.
+
+Safety: the node commands only while enabled (``~/enable``, ``std_srvs/SetBool``; a
+true request also clears the observation history and the action queue). When its
+inputs go stale (no new observation for ``stale_timeout`` s) or its own loop stalls
+(e.g. the process was stopped with SIGSTOP), it disables itself and stays disabled
+until an explicit enable: it never resumes on its own. The robot node holds the
+robot once commands stop (command timeout + one period).
+
+Loop timing on ``~/status`` (JSON, 2 Hz): inference latency p50/p99/max (ms), deadline
+misses (observation arrival to command publish longer than one control period),
+steps, inferences, stale events.
+
+Episodes (sim twins, ``episodes`` > 0): the node runs them itself — reset the twin
+(``reset`` service), start the recorder if one is named (``recorder``), enable, act
+until the task reports success or failure or ``max_steps`` pass, disable, label the
+episode on the recorder — then writes ``summary`` (JSON) and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import Twist
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
+from std_srvs.srv import SetBool, Trigger
+
+from robot_rl.data.schema import KeySpec
+from robot_rl.ros.common import (
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    RobotRLNode,
+    command_qos,
+    image_from_msg,
+    run_node,
+    stamp_to_ns,
+    vector_from_msg,
+)
+
+
+class LoopStats:
+    """Inference latency and deadline misses of the control loop."""
+
+    def __init__(self, period_s: float, window: int = 2000) -> None:
+        self.period_s = period_s
+        self.latencies: deque[float] = deque(maxlen=window)
+        self.steps = 0
+        self.deadline_misses = 0
+
+    def add(self, inference_s: float, arrival_to_publish_s: float) -> None:
+        self.steps += 1
+        self.latencies.append(inference_s)
+        if arrival_to_publish_s > self.period_s:
+            self.deadline_misses += 1
+
+    def summary(self) -> dict[str, float]:
+        if not self.latencies:
+            return {"steps": self.steps, "deadline_misses": self.deadline_misses}
+        ms = 1000 * np.asarray(self.latencies)
+        return {
+            "steps": self.steps,
+            "deadline_misses": self.deadline_misses,
+            "latency_p50_ms": float(np.percentile(ms, 50)),
+            "latency_p99_ms": float(np.percentile(ms, 99)),
+            "latency_max_ms": float(ms.max()),
+        }
+
+
+class PolicyNode(RobotRLNode):
+    def __init__(self) -> None:
+        super().__init__("policy")
+        self.declare_parameter("checkpoint", "")
+        self.declare_parameter("enabled", True)
+        self.declare_parameter("stale_timeout", 0.0)
+        self.declare_parameter("episodes", 0)
+        self.declare_parameter("max_steps", 0)
+        self.declare_parameter("recorder", "")
+        self.declare_parameter("summary", "")
+        self.declare_parameter("reuse_chunks", True)
+        self.declare_parameter("device", "cpu")
+        self.finished = False
+        self.exit_code = 0
+        self.enabled = False
+        self.spec: dict[str, Any] | None = None
+        self._latest: dict[str, tuple[int, Any, float]] = {}  # key -> (stamp ns, value, arrival monotonic)
+        self._acted_stamp = -1
+        self._min_stamp = 0
+        self._last_alive = time.monotonic()
+        self.stale_events = 0
+        self.stats: LoopStats | None = None
+        self.episode: EpisodeRunner | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        from robot_rl.algos.checkpoint import CheckpointError, load_checkpoint
+
+        path = self.get_parameter("checkpoint").value
+        if not path:
+            return self.fail("parameter 'checkpoint' (a checkpoint directory) is required")
+        try:
+            ckpt = load_checkpoint(path, device=self.get_parameter("device").value)
+        except (CheckpointError, ValueError, OSError) as exc:
+            self.exit_code = 1
+            return self.fail(f"refusing checkpoint {path}: {exc}")
+        self.checkpoint = ckpt
+        self.checkpoint_hash = str(ckpt.config.get("model_sha256", ""))
+        self.policy = ckpt.learner.policy()
+        self.policy.reuse_chunks = bool(self.get_parameter("reuse_chunks").value)
+        self._warm_up()
+        self.get_logger().info(
+            f"loaded {ckpt.config['algo']} from {path} (step {ckpt.step}, sha256 {self.checkpoint_hash[:12]}, "
+            f"horizons {ckpt.config.get('horizons')})"
+        )
+        self.create_subscription(String, "robot_spec", self._on_spec, LATCHED_QOS)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self._status_pub = self.create_publisher(String, "~/status", RELIABLE_QOS)
+        return TransitionCallbackReturn.SUCCESS
+
+    def _warm_up(self) -> None:
+        """One inference on a zero observation, so the first real step does not pay for allocations."""
+        spec = self.policy.spec
+        obs: dict[str, np.ndarray] = {}
+        for key in spec.state_keys:
+            obs[key.removeprefix("obs.")] = np.zeros(spec.keys[key].shape, np.float32)
+        for key in spec.image_keys:
+            obs[key.removeprefix("obs.")] = np.zeros(spec.keys[key].shape, np.uint8)
+        self.policy.act(obs)
+        self.policy.reset()
+        self.policy.inferences = 0
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._watchdog = self.create_timer(0.02, self._check_alive)
+        self._status_timer = self.create_timer(0.5, self._publish_status)
+        return super().on_activate(state)
+
+    # ------------------------------------------------------------------ robot spec -> inputs/outputs
+    def _on_spec(self, msg: String) -> None:
+        if self.spec is not None:
+            return
+        try:
+            spec = json.loads(msg.data)
+            obs_spec = {k: KeySpec.from_json(v) for k, v in spec["observation_spec"].items()}
+            self.policy.spec.check_robot(obs_spec, KeySpec.from_json(spec["action_spec"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            self.get_logger().error(f"cannot drive this robot: {exc}")
+            self.exit_code, self.finished = 1, True
+            return
+        self.spec = spec
+        period = 1.0 / float(spec["fps"])
+        timeout = float(self.get_parameter("stale_timeout").value) or float(spec["command_timeout"])
+        self.stale_timeout = timeout
+        self.stats = LoopStats(period)
+        self._names = list(spec["action_spec"].get("names") or [])
+        qos = command_qos(float(spec["command_timeout"]))
+        self._base = spec.get("safety_mode") == "base_velocity"
+        self._cmd_pub = self.create_publisher(Twist, "cmd_vel", qos) if self._base else self.create_publisher(Float64MultiArray, "commands", qos)
+        # robot-node keys share the observation stamp; cameras from camera nodes run on their own clock
+        self._robot_keys = [k.removeprefix("obs.") for k in self.policy.spec.state_keys + self.policy.spec.image_keys]
+        self._robot_keys = [k for k in self._robot_keys if k in obs_spec]
+        self._shapes = {k: obs_spec[k].shape for k in self._robot_keys}
+        for name in self._robot_keys:
+            if obs_spec[name].is_image:
+                topic = f"{name.removeprefix('image.')}/image_raw"
+                self.create_subscription(Image, topic, lambda m, k=name: self._on_image(k, m), SENSOR_QOS)
+            else:
+                self.create_subscription(JointState, f"state/{name}", lambda m, k=name: self._on_vector(k, m), SENSOR_QOS)
+        episodes = int(self.get_parameter("episodes").value)
+        if episodes > 0:
+            if not spec.get("sim"):
+                self.get_logger().error("episodes > 0 needs a sim twin (its reset service and task topic); on a real robot use ~/enable")
+                self.exit_code, self.finished = 1, True
+                return
+            self.episode = EpisodeRunner(self, episodes, int(self.get_parameter("max_steps").value) or int(spec["config"].get("max_steps", 500)))
+        elif self.get_parameter("enabled").value:
+            self._enable()
+        self.get_logger().info(
+            f"driving {spec['name']} at {spec['fps']:g} Hz on {'cmd_vel' if self._base else 'commands'} "
+            f"(stale timeout {timeout:g} s, {'enabled' if self.enabled else 'waiting for ~/enable' if episodes == 0 else f'{episodes} episodes'})"
+        )
+
+    # ------------------------------------------------------------------ inputs
+    def _on_vector(self, key: str, msg: JointState) -> None:
+        try:
+            values = vector_from_msg(msg, int(np.prod(self._shapes[key])) if self._shapes[key] else 1)
+        except ValueError as exc:
+            self.get_logger().warning(f"ignoring {key} message: {exc}", throttle_duration_sec=5.0)
+            return
+        self._latest[key] = (stamp_to_ns(msg.header.stamp), values.reshape(self._shapes[key]).astype(np.float32), time.monotonic())
+        self._maybe_act()
+
+    def _on_image(self, key: str, msg: Image) -> None:
+        try:
+            frame = image_from_msg(msg, self._shapes[key])
+        except ValueError as exc:
+            self.get_logger().warning(f"ignoring {key} image: {exc}", throttle_duration_sec=5.0)
+            return
+        self._latest[key] = (stamp_to_ns(msg.header.stamp), frame, time.monotonic())
+        self._maybe_act()
+
+    def _maybe_act(self) -> None:
+        if self._stalled():
+            return
+        if len(self._latest) < len(self._robot_keys):
+            return
+        stamps = {self._latest[k][0] for k in self._robot_keys}
+        if len(stamps) != 1:
+            return
+        (stamp,) = stamps
+        if stamp == self._acted_stamp or stamp < self._min_stamp:
+            return
+        self._acted_stamp = stamp
+        if self.episode is not None:
+            self.episode.on_observation(stamp)
+        if not self.enabled:
+            return
+        arrival = max(self._latest[k][2] for k in self._robot_keys)
+        obs = {k: v for k, (_, v, _) in self._latest.items()}
+        t0 = time.monotonic()
+        try:
+            action = self.policy.act(obs)
+        except (ValueError, KeyError) as exc:
+            self.get_logger().error(f"policy cannot act on this observation: {exc}; disabled")
+            self._disable("bad observation")
+            return
+        t1 = time.monotonic()
+        if not np.all(np.isfinite(action)):
+            self.get_logger().error(f"policy produced a non-finite action {action}; disabled (the robot holds)")
+            self._disable("non-finite action")
+            return
+        self._publish(action)
+        self.stats.add(t1 - t0, time.monotonic() - arrival)
+        self._last_alive = time.monotonic()  # the time spent inferring is not a stall
+        if self.episode is not None:
+            self.episode.steps += 1
+
+    def _publish(self, action: np.ndarray) -> None:
+        if self._base:
+            msg = Twist()
+            msg.linear.x, msg.angular.z = float(action[0]), float(action[1])
+        else:
+            msg = Float64MultiArray()
+            msg.layout.dim = [MultiArrayDimension(label=",".join(self._names), size=len(action), stride=len(action))]
+            msg.data = [float(a) for a in action]
+        self._cmd_pub.publish(msg)
+
+    # ------------------------------------------------------------------ enable / stale / stall
+    def _enable(self) -> None:
+        self.policy.reset()  # a fresh history and action queue
+        self.enabled = True
+        self._last_alive = time.monotonic()
+        # act on the current observation if it is complete (a sim twin after a reset waits for
+        # its first command); otherwise on the next one
+        self._acted_stamp = -1
+        self._maybe_act()
+
+    def _disable(self, why: str, expected: bool = False) -> None:
+        if self.enabled and not expected:
+            self.get_logger().warning(f"disabled: {why}")
+        self.enabled = False
+        self.policy.reset()
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        if self.spec is None:
+            response.success, response.message = False, "waiting for robot_spec from the robot node"
+        elif request.data:
+            self._enable()
+            response.success, response.message = True, "enabled"
+        else:
+            self._disable("disable requested")
+            response.success, response.message = True, "disabled"
+        self._publish_status()
+        return response
+
+    def _stalled(self) -> bool:
+        """Disable when this process did not run for longer than the stale timeout (SIGSTOP, swap, a
+        blocked call): what it saw before the gap is no basis for a command."""
+        now = time.monotonic()
+        gap, self._last_alive = now - self._last_alive, now
+        if self.spec is not None and gap > self.stale_timeout and self.enabled:
+            self.stale_events += 1
+            self._disable(f"the control loop stalled for {gap:.2f} s; call ~/enable to resume")
+            return True
+        return False
+
+    def _check_alive(self) -> None:
+        if self._stalled() or self.spec is None:
+            return
+        if self.enabled and self._latest:
+            age = time.monotonic() - max(v[2] for v in self._latest.values())
+            if age > self.stale_timeout:
+                self.stale_events += 1
+                self._disable(f"no new observation for {age:.2f} s (stale timeout {self.stale_timeout:g} s); call ~/enable to resume")
+        if self.episode is not None:
+            self.episode.tick()
+
+    def _publish_status(self) -> None:
+        status: dict[str, Any] = {
+            "enabled": self.enabled,
+            "checkpoint": self.checkpoint_hash,
+            "stale_events": self.stale_events,
+            "inferences": self.policy.inferences,
+            **(self.stats.summary() if self.stats else {}),
+        }
+        if self.episode is not None:
+            status.update(self.episode.status())
+        self._status_pub.publish(String(data=json.dumps(status)))
+
+
+class EpisodeRunner:
+    """Sim-twin episodes for the policy node: reset, (record), run, label, repeat, summarise."""
+
+    def __init__(self, node: PolicyNode, episodes: int, max_steps: int) -> None:
+        self.node, self.episodes, self.max_steps = node, episodes, max_steps
+        self.results: list[dict[str, Any]] = []
+        self.steps = 0
+        self.phase = "reset"
+        self._in_flight = False
+        self._reset_stamp: int | None = None
+        self._outcome: str | None = None
+        self._t_start = 0.0
+        recorder = node.get_parameter("recorder").value
+        self._reset = node.create_client(Trigger, "reset")
+        self._start = node.create_client(Trigger, f"{recorder}/start") if recorder else None
+        self._stop = node.create_client(SetBool, f"{recorder}/stop") if recorder else None
+        node.create_subscription(String, "events", self._on_event, RELIABLE_QOS)
+        node.create_subscription(JointState, "task", self._on_task, RELIABLE_QOS)
+
+    # a service call at a time; the next phase starts from its response
+    def _call(self, client: Any, request: Any, then: Any) -> None:
+        if not client.service_is_ready():
+            return
+        self._in_flight = True
+
+        def done(future: Any) -> None:
+            self._in_flight = False
+            result = future.result()
+            if result is None or not result.success:
+                self.node.get_logger().warning(f"{self.phase}: {getattr(result, 'message', 'no response')}; retrying", throttle_duration_sec=2.0)
+                return
+            then(result)
+
+        client.call_async(request).add_done_callback(done)
+
+    def tick(self) -> None:
+        if self._in_flight:
+            return
+        if self.phase == "reset":
+            self._reset_stamp = None
+            self._call(self._reset, Trigger.Request(), lambda r: setattr(self, "phase", "wait_reset"))
+        elif self.phase == "wait_reset" and self._reset_stamp is not None:
+            self.node._min_stamp = self._reset_stamp  # act only on observations from the new episode
+            self.phase = "start" if self._start is not None else "run"
+        elif self.phase == "start":
+            self._call(self._start, Trigger.Request(), lambda r: setattr(self, "phase", "run"))
+        elif self.phase == "run" and not self.node.enabled and self._outcome is None:
+            if self.steps == 0:
+                self.node._enable()
+                self._t_start = time.monotonic()
+            else:  # disabled mid-episode (stale inputs, a bad action): the episode failed
+                self._finish("failure (policy disabled)")
+        elif self.phase == "stop":
+            success = self._outcome == "success"
+            self._call(self._stop, SetBool.Request(data=success), lambda r: self._next())
+
+    def on_observation(self, stamp: int) -> None:
+        if self.phase == "run" and self.node.enabled and self.steps >= self.max_steps and self._outcome is None:
+            self._finish("timeout")
+
+    def _on_event(self, msg: String) -> None:
+        event = json.loads(msg.data)
+        # the announcement may overtake the service response
+        if event.get("event") == "reset" and (self.phase == "wait_reset" or (self.phase == "reset" and self._in_flight)):
+            self._reset_stamp = int(event["stamp"])
+
+    def _on_task(self, msg: JointState) -> None:
+        if self.phase != "run" or self._outcome is not None or self.steps == 0:
+            return
+        if stamp_to_ns(msg.header.stamp) < self.node._min_stamp:
+            return
+        _, success, failure = (float(v) for v in msg.position[:3])
+        if success > 0.5:
+            self._finish("success")
+        elif failure > 0.5:
+            self._finish("failure")
+
+    def _finish(self, outcome: str) -> None:
+        self.node._disable(f"episode {len(self.results)} ended: {outcome}", expected=True)
+        self._outcome = outcome
+        self.results.append({"success": outcome == "success", "outcome": outcome, "steps": self.steps, "seconds": time.monotonic() - self._t_start})
+        ok = sum(r["success"] for r in self.results)
+        self.node.get_logger().info(f"episode {len(self.results)}/{self.episodes}: {outcome} after {self.steps} steps ({ok} successful so far)")
+        self.phase = "stop" if self._stop is not None else "next"
+        if self.phase == "next":
+            self._next()
+
+    def _next(self) -> None:
+        self.steps, self._outcome = 0, None
+        if len(self.results) >= self.episodes:
+            self._write_summary()
+            self.node.finished = True
+            self.phase = "done"
+        else:
+            self.phase = "reset"
+
+    def status(self) -> dict[str, Any]:
+        return {"episodes_done": len(self.results), "successes": sum(r["success"] for r in self.results), "phase": self.phase}
+
+    def _write_summary(self) -> None:
+        node = self.node
+        summary = {
+            "checkpoint": node.get_parameter("checkpoint").value,
+            "model_sha256": node.checkpoint_hash,
+            "algo": node.checkpoint.config["algo"],
+            "robot": node.spec["name"] if node.spec else None,
+            "episodes": self.results,
+            "loop": node.stats.summary() if node.stats else {},
+            "inferences": node.policy.inferences,
+            "stale_events": node.stale_events,
+        }
+        path = node.get_parameter("summary").value
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+        node.get_logger().info(f"{sum(r['success'] for r in self.results)}/{len(self.results)} episodes successful")
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(PolicyNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

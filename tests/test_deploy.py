@@ -1,0 +1,191 @@
+"""Deploying checkpoints through ROS 2: the policy node and deploy.launch.yaml on the Lift
+twin, over real DDS on loopback (conftest gives the run its own domain, localhost only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+from test_ros import Probe, start, stop
+
+from robot_rl.data import EpisodeStore
+
+BIN = Path(sys.executable).parent / "robot-rl"
+TIMEOUT, PERIOD = 0.25, 0.05  # sim_lift's command timeout and control period
+
+
+@pytest.fixture(scope="module")
+def lift_checkpoint(tmp_path_factory) -> Path:
+    """BC on 12 scripted Lift episodes: enough to lift the cube most of the time."""
+    from robot_rl.cli.train import TrainConfig, train
+    from robot_rl.envs import collect_episodes
+    from robot_rl.robots import make_robot
+
+    root = tmp_path_factory.mktemp("deploy")
+    with make_robot("sim_lift") as robot:
+        collect_episodes(robot, "sim_lift", "lift", root / "lift.zarr", 12, [0.0], 0)
+    low_dim = ["joint_pos", "eef_pos", "eef_quat", "gripper_qpos", "object"]
+    code = train(TrainConfig(algo="bc", data=root / "lift.zarr", out=root / "bc", steps=1500, seed=0, obs_keys=low_dim, eval_episodes=0, save_every=0, log_every=500))
+    assert code == 0
+    return root / "bc" / "checkpoint"
+
+
+def test_deploy_launch_drives_the_twin_to_success(lift_checkpoint, tmp_path):
+    summary, out, audit = tmp_path / "summary.json", tmp_path / "deploy.zarr", tmp_path / "audit.txt"
+    proc = subprocess.run(
+        [str(BIN), "launch", "deploy.launch.yaml", "robot:=sim_lift", f"checkpoint:={lift_checkpoint}", "episodes:=3",
+         f"summary:={summary}", "record:=true", f"out:={out}", f"audit_log:={audit}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    result = json.loads(summary.read_text())
+    episodes = result["episodes"]
+    assert len(episodes) == 3
+    assert sum(e["success"] for e in episodes) >= 2, episodes
+    assert result["loop"]["steps"] == sum(e["steps"] for e in episodes)
+    assert result["loop"]["latency_p99_ms"] < 50  # BC on CPU: far inside the 50 ms period
+    # the autonomous episodes are logged as such, with the checkpoint that drove them
+    store = EpisodeStore(out)
+    sha = json.loads((lift_checkpoint / "config.json").read_text())["model_sha256"]
+    assert len(store) == 3
+    assert [r["success"] for r in store.records] == [e["success"] for e in episodes]
+    assert all(r["source"] == "policy" and r["policy_checkpoint"] == sha for r in store.records)
+    assert store.verify().ok
+    # every recorded action is one the robot node sent
+    from test_ros import check_store_against_audit, read_audit
+
+    assert check_store_against_audit(store, read_audit(audit)) == store.n_steps
+
+
+def test_deploy_command_prints_a_success_table(lift_checkpoint, tmp_path):
+    proc = subprocess.run([str(BIN), "deploy", str(lift_checkpoint), "--robot", "sim_lift", "--episodes", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    table = proc.stdout[proc.stdout.index("policy  "):]
+    assert "bc (sim_lift)" in table and "1/1 = 100%" in table or "0/1 = 0%" in table
+    assert "inference p50/p99 ms" in table
+
+
+class DeployProbe(Probe):
+    """The test-side node, also watching the policy's commands and status."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from std_msgs.msg import Float64MultiArray, String
+
+        from robot_rl.ros.common import RELIABLE_QOS, command_qos
+
+        self.commanded: list[float] = []
+        self.policy_status: dict = {}
+        self.node.create_subscription(Float64MultiArray, "commands", lambda m: self.commanded.append(time.monotonic()), command_qos(TIMEOUT))
+        self.node.create_subscription(String, "policy/status", lambda m: self.policy_status.update(json.loads(m.data)), RELIABLE_QOS)
+
+    def enable(self, on: bool = True) -> bool:
+        from std_srvs.srv import SetBool
+
+        client = self.node.create_client(SetBool, "policy/enable")
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(SetBool.Request(data=on))
+        self.wait_for(future.done)
+        return future.result().success
+
+    def holds_after(self, t: float) -> list[tuple[float, np.ndarray]]:
+        return [(s, a) for s, a in self.sent if s > t]
+
+
+def is_hold(action: np.ndarray) -> bool:
+    return bool(np.all(action[:6] == 0.0))  # ee_delta hold: no motion, the gripper as it was
+
+
+def assert_holds(probe: DeployProbe, what: str) -> None:
+    last_cmd = probe.commanded[-1]
+    probe.spin(1.0)
+    after = probe.holds_after(last_cmd)
+    assert after, f"{what}: the robot node stopped publishing"
+    first_hold = next((t for t, a in after if is_hold(a)), None)
+    assert first_hold is not None, f"{what}: the robot never held"
+    # command timeout + one period, with 0.1 s for DDS delivery on a loaded 2-core machine
+    assert first_hold - last_cmd <= TIMEOUT + PERIOD + 0.1, f"{what}: held {first_hold - last_cmd:.3f} s after the last command"
+    assert all(is_hold(a) for t, a in after if t >= first_hold), f"{what}: moved again after holding"
+
+
+@pytest.mark.slow
+def test_a_stopped_or_killed_policy_makes_the_robot_hold(lift_checkpoint):
+    robot = start("robot_rl.ros.robot_node", "-p", "robot:=sim_lift", "-p", "seed:=3", name="robot")
+    policy = start("robot_rl.ros.policy_node", "-p", f"checkpoint:={lift_checkpoint}", name="policy")
+    probe = DeployProbe()
+    try:
+        probe.wait_for(lambda: len(probe.commanded) > 20, timeout=60)
+        # SIGSTOP: the process is frozen mid-loop, its publishers silent
+        os.kill(policy.pid, signal.SIGSTOP)
+        assert_holds(probe, "SIGSTOP")
+        # SIGCONT: the node notices its own stall and stays disabled: no auto-resume
+        os.kill(policy.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        probe.spin(1.5)
+        assert not [t for t in probe.commanded if t > resumed], "the policy resumed commanding without an enable"
+        probe.wait_for(lambda: probe.policy_status.get("stale_events", 0) >= 1 and probe.policy_status.get("enabled") is False)
+        # an explicit enable brings it back
+        assert probe.enable(True)
+        probe.wait_for(lambda: len([t for t in probe.commanded if t > resumed]) > 10)
+        # SIGKILL: the same hold
+        os.kill(policy.pid, signal.SIGKILL)
+        policy.wait()
+        assert_holds(probe, "SIGKILL")
+        assert robot.poll() is None
+    finally:
+        probe.close()
+        stop(policy, robot)
+
+
+@pytest.mark.slow
+def test_nan_weights_are_refused_before_any_command(lift_checkpoint, tmp_path):
+    from robot_rl.algos.checkpoint import CheckpointError, _sha256, load_checkpoint
+
+    bad = tmp_path / "nan_ckpt"
+    shutil.copytree(lift_checkpoint, bad)
+    tensors = load_file(str(bad / "model.safetensors"))
+    name = sorted(k for k in tensors if k.startswith("actor"))[0]
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = float("nan")
+    save_file(tensors, str(bad / "model.safetensors"))
+    config = json.loads((bad / "config.json").read_text())
+    config["model_sha256"] = _sha256(bad / "model.safetensors")  # intact file, poisoned weights
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=f"weight '{name}' has 1 non-finite"):
+        load_checkpoint(bad)
+
+    robot = start("robot_rl.ros.robot_node", "-p", "robot:=sim_lift", name="robot")
+    probe = DeployProbe()
+    try:
+        probe.wait_for(lambda: bool(probe.status), timeout=60)  # the robot node is up
+        policy = start("robot_rl.ros.policy_node", "-p", f"checkpoint:={bad}", name="policy")
+        assert policy.wait(timeout=60) == 1
+        out = policy.stdout.read()
+        assert "refusing checkpoint" in out and "non-finite" in out, out[-2000:]
+        probe.spin(0.5)
+        # not one command was published; the robot node only ever sent its hold action
+        assert probe.commanded == [] and all(is_hold(a) for _, a in probe.sent)
+    finally:
+        probe.close()
+        stop(robot)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_for_another_robot_is_refused(lift_checkpoint):
+    robot = start("robot_rl.ros.robot_node", "-p", "robot:=mock_arm", "-r", "__ns:=/other", name="robot")
+    policy = start("robot_rl.ros.policy_node", "-p", f"checkpoint:={lift_checkpoint}", "-r", "__ns:=/other", name="policy")
+    try:
+        assert policy.wait(timeout=60) == 1
+        out = policy.stdout.read()
+        assert "checkpoint does not match this robot" in out and "obs.object" in out, out[-2000:]
+    finally:
+        stop(policy, robot)
