@@ -64,8 +64,9 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     args = ["demo", "--task", "mock_arm", "--out", str(tmp_path / "ros"), "--episodes", "2", "--train-steps", "40", "--eval-episodes", "2"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "via ros" in out and "2 committed" in out and "OK:" in out and "[4/6] sampling" in out
-    assert "[5/6] training bc" in out and "scripted expert" in out and "bc (40 updates, 2 episodes)" in out
+    assert "via ros" in out and "2 committed" in out and "OK:" in out and "[4/7] sampling" in out
+    assert "[5/7] training bc" in out and "scripted expert" in out and "bc (40 updates, 2 episodes)" in out
+    assert "[7/7] deploying" in out and "bc (mock_arm)" in out and "/3 = " in out  # the deploy launch's success table
     assert (tmp_path / "ros" / "mock_arm_bc" / "checkpoint" / "model.safetensors").is_file()
     assert main(["demo", "--task", "mock_arm", "--via", "direct", "--out", str(tmp_path / "direct"), "--episodes", "4", "--noise", "0", "0.5", "--train-steps", "0"]) == 0
     out = capsys.readouterr().out

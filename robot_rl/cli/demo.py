@@ -51,6 +51,7 @@ class DemoConfig:
     algo: str = arg("bc", help="algorithm to train on the recording", choices=ALGOS)
     train_steps: int = arg(2000, help="gradient updates (0: record only)")
     eval_episodes: int = arg(20, help="evaluation episodes of the trained policy and of the expert")
+    deploy_episodes: int = arg(3, help="episodes of the trained policy deployed through deploy.launch.yaml (0: skip)")
 
 
 def demo(cfg: DemoConfig) -> int:
@@ -61,7 +62,7 @@ def demo(cfg: DemoConfig) -> int:
     if _has_cameras(TASKS.get(cfg.task, cfg.task)):
         overrides.append(f"cameras=[{','.join(cfg.cameras)}]")
     name, robot = make_sim_robot(cfg.task, overrides)
-    stages = 4 if cfg.train_steps <= 0 else 6
+    stages = 4 if cfg.train_steps <= 0 else 7 if cfg.deploy_episodes > 0 else 6
     print(f"[1/{stages}] recording {cfg.episodes} scripted episodes of {name} (noise {cfg.noise}) into {path} via {cfg.via}")
     t0 = time.perf_counter()
     if path.exists():
@@ -108,13 +109,14 @@ def _train_and_evaluate(cfg: DemoConfig, name: str, store: EpisodeStore, path: P
     if run.exists():
         shutil.rmtree(run)
     low_dim = [k for k in store.schema.obs_keys if not store.schema.keys[k].is_image]
-    print(f"[5/6] training {cfg.algo} on {', '.join(low_dim)} for {cfg.train_steps} updates -> {run}")
+    stages = 7 if cfg.deploy_episodes > 0 else 6
+    print(f"[5/{stages}] training {cfg.algo} on {', '.join(low_dim)} for {cfg.train_steps} updates -> {run}")
     code = train(TrainConfig(algo=cfg.algo, data=path, out=run, steps=cfg.train_steps, seed=cfg.seed, obs_keys=low_dim,
                              eval_task=cfg.task, eval_episodes=cfg.eval_episodes, eval_seed=1000, eval_set=["cameras=[]"] if _has_cameras(name) else [],
                              save_every=0, log_every=100))  # fmt: skip
     if code != 0:
         return code
-    print(f"[6/6] the scripted expert on the same {cfg.eval_episodes} evaluation episodes (seeds 1000..)")
+    print(f"[6/{stages}] the scripted expert on the same {cfg.eval_episodes} evaluation episodes (seeds 1000..)")
     learned = json.loads((run / "checkpoint" / "config.json").read_text())["metrics"]
     _, robot = make_sim_robot(cfg.task, [])
     env = RobotEnv(robot)
@@ -128,7 +130,17 @@ def _train_and_evaluate(cfg: DemoConfig, name: str, store: EpisodeStore, path: P
     ]
     print(format_table(["policy", "success", "95% CI", "mean length"], rows))
     print(f"      checkpoint: {run / 'checkpoint'}  (robot-rl eval {run / 'checkpoint'} --episodes 50)")
-    return 0
+    if cfg.deploy_episodes <= 0:
+        return 0
+    return _deploy(cfg, name, run / "checkpoint")
+
+
+def _deploy(cfg: DemoConfig, name: str, checkpoint: Path) -> int:
+    from robot_rl.cli.deploy import DeployConfig, deploy
+
+    print(f"[7/7] deploying the checkpoint on the twin through ROS 2: robot node + policy node (deploy.launch.yaml), {cfg.deploy_episodes} episodes")
+    print(f"      the same as: robot-rl deploy {checkpoint} --robot {name} --episodes {cfg.deploy_episodes} --seed 2000")
+    return deploy(DeployConfig(checkpoint=checkpoint, robot=name, episodes=cfg.deploy_episodes, seed=2000))
 
 
 def _has_cameras(robot_name: str) -> bool:
