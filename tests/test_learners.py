@@ -21,6 +21,7 @@ FAST_LR = {
     "bc": {"lr": 3e-3},
     "iql": {"critic_lr": 3e-3, "actor_lr": 3e-3},
     "cql": {"critic_lr": 3e-3, "actor_lr": 3e-3, "n_action_samples": 4},
+    "ensemble_sac": {"critic_lr": 3e-3, "actor_lr": 3e-3},
     "td3bc": {"critic_lr": 3e-3, "actor_lr": 3e-3},
     "rebrac": {"critic_lr": 3e-3, "actor_lr": 3e-3, "batch_size": 32, "hidden": [64, 64]},
     # chunks of 4 actions, 2 executed per prediction (the U-Net has tests of its own in test_diffusion.py)

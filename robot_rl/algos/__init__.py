@@ -7,7 +7,7 @@ metrics``, ``policy()``, ``state_dict()``. Critic ensembles run in one batched p
     from robot_rl.algos import OfflineData, LearnerSpec, make_learner
 """
 
-from robot_rl.algos import bc, cql, diffusion, edp, iql, saq, td3bc  # noqa: F401  (registers the learners)
+from robot_rl.algos import bc, cql, diffusion, edp, ensemble_sac, iql, saq, td3bc  # noqa: F401  (registers the learners)
 from robot_rl.algos.base import Learner, LearnerConfig, available_learners, learner_class, make_config, make_learner
 from robot_rl.algos.data import REWARD_SCHEMES, LearnerSpec, OfflineData
 from robot_rl.algos.normalize import Normalizer

@@ -53,6 +53,8 @@ class CQLConfig(LearnerConfig):
     """The gap the Lagrange variant aims for."""
     backup_entropy: bool = False
     """Subtract the entropy term in the critic target (SAC's soft backup)."""
+    critic_layer_norm: bool = False
+    """LayerNorm in every critic layer (RLPD); lets an ensemble_sac fine-tune start from this checkpoint."""
 
 
 @register_learner("cql")
@@ -64,7 +66,7 @@ class CQL(Learner):
         c, s = self.config, self.spec
         self.nets["encoder"] = enc = self.encoder()
         self.nets["actor"] = TanhGaussianActor(enc.out_dim, s.action_dim, c.hidden)
-        self.nets["critic"] = QEnsemble(c.n_critics, enc.out_dim, s.action_dim, c.hidden)
+        self.nets["critic"] = QEnsemble(c.n_critics, enc.out_dim, s.action_dim, c.hidden, layer_norm=c.critic_layer_norm)
         self.nets["target_critic"] = copy.deepcopy(self.nets["critic"])
         self.nets["target_encoder"] = copy.deepcopy(enc)
         self.nets["target_critic"].requires_grad_(False)

@@ -17,7 +17,7 @@ from robot_rl.cli.sim import TASKS, parse_overrides
 
 log = logging.getLogger(__name__)
 
-ALGOS = ("bc", "iql", "cql", "td3bc", "rebrac", "diffusion", "edp", "saq_iql", "saq_cql", "saq_brac")
+ALGOS = ("bc", "iql", "cql", "td3bc", "rebrac", "diffusion", "edp", "saq_iql", "saq_cql", "saq_brac", "ensemble_sac")
 
 
 def parse_learner_overrides(items: list[str]) -> dict[str, Any]:
