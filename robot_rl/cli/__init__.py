@@ -18,6 +18,7 @@ from robot_rl.cli._args import add_dataclass_arguments, dataclass_from_namespace
 from robot_rl.cli.data import InfoConfig, RecoverConfig, RelabelConfig, VerifyConfig, info, recover_cmd, relabel_cmd, verify_cmd
 from robot_rl.cli.demo import DemoConfig, demo
 from robot_rl.cli.deploy import DeployConfig, deploy
+from robot_rl.cli.finetune import FinetuneCLIConfig, finetune
 from robot_rl.cli.launch import LaunchConfig, launch
 from robot_rl.cli.record import RecordConfig, record
 from robot_rl.cli.sim import CollectConfig, EvalConfig, collect, evaluate_cmd
@@ -39,6 +40,7 @@ COMMANDS: dict[str, Command] = {
     "train": (TrainConfig, train),
     "eval": (CheckpointEvalConfig, evaluate_checkpoint),
     "deploy": (DeployConfig, deploy),
+    "finetune": (FinetuneCLIConfig, finetune),
 }
 
 GROUP_HELP = {"data": "inspect, check, repair and relabel episode stores", "sim": "scripted data and evaluation on the sim twin"}
