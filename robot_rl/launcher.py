@@ -42,6 +42,7 @@ NODE_MODULES = {
     "teleop_node": "robot_rl.ros.teleop_node",
     "camera_node": "robot_rl.ros.camera_node",
     "policy_node": "robot_rl.ros.policy_node",
+    "learner_node": "robot_rl.ros.learner_node",
 }
 """Executables of package robot_rl (also the ``ros2 run robot_rl <exec>`` names)."""
 

@@ -189,3 +189,93 @@ def test_a_checkpoint_for_another_robot_is_refused(lift_checkpoint):
         assert "checkpoint does not match this robot" in out and "obs.object" in out, out[-2000:]
     finally:
         stop(policy, robot)
+
+
+# ---------------------------------------------------------------------------- online fine-tuning over ROS
+
+
+@pytest.fixture(scope="module")
+def mock_cql(tmp_path_factory) -> Path:
+    from robot_rl.cli import main
+
+    root = tmp_path_factory.mktemp("ft_ros")
+    store = root / "mock.zarr"
+    assert main(["sim", "collect", "--task", "mock_arm", "--episodes", "8", "--noise", "0.0", "0.8", "--out", str(store)]) == 0
+    args = ["train", "--algo", "cql", "--data", str(store), "--out", str(root / "cql"), "--steps", "100", "--batch-size", "64", "--save-every", "0",
+            "--no-tensorboard", "--threads", "1", "--set", "n_critics=4", "--set", "critic_layer_norm=true", "--set", "hidden=[64,64]"]  # fmt: skip
+    assert main(args) == 0
+    return root / "cql" / "checkpoint"
+
+
+@pytest.mark.slow
+def test_finetune_launch_actor_and_learner_exchange_transitions_and_weights(mock_cql, tmp_path):
+    out = tmp_path / "ft"
+    launch = subprocess.Popen(
+        [str(BIN), "launch", "finetune.launch.yaml", "robot:=mock_arm", f"checkpoint:={mock_cql}", "method:=rlpd", "online_steps:=300",
+         "max_steps:=60", "utd:=1", "batch_size:=32", "publish_every:=25", "sanity_steps:=10", f"out:={out}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    probe = DeployProbe()
+    try:
+        end = time.monotonic() + 240
+        while launch.poll() is None and time.monotonic() < end:
+            probe.spin(0.1)
+        assert launch.wait(timeout=30) == 0, launch.stdout.read()[-3000:]
+    finally:
+        probe.close()
+        stop(launch)
+    learner = json.loads((out / "learner.json").read_text())
+    assert learner["online_steps"] == 300 and learner["updates"] == 300 and learner["rejected_transitions"] == 0
+    status = probe.policy_status
+    assert status["weights_accepted"] >= 3 and status["weights_rejected"] == 0, status  # validated, incl. the sanity rollout
+    assert status["swap_ms_max"] < 20.0  # a reference swap: far inside one 20 ms control period
+    assert status["transitions"] >= 300
+    store = EpisodeStore(out / "online.zarr")  # the run is a dataset
+    assert len(store) >= 3 and all(r["source"] == "policy" for r in store.records) and store.verify().ok
+    from robot_rl.algos.checkpoint import load_checkpoint
+
+    tuned = load_checkpoint(out / "checkpoint")
+    assert tuned.config["algo"] == "ensemble_sac" and tuned.step == 300
+
+
+@pytest.mark.slow
+def test_the_actor_refuses_bad_weights_and_keeps_commanding(mock_cql):
+    from safetensors.torch import save
+    from std_msgs.msg import UInt8MultiArray
+
+    from robot_rl.algos.checkpoint import load_checkpoint
+    from robot_rl.algos.finetune import FinetuneConfig, build_learner
+    from robot_rl.ros.common import RELIABLE_QOS
+
+    robot = start("robot_rl.ros.robot_node", "-p", "robot:=mock_arm", name="robot")
+    policy = start("robot_rl.ros.policy_node", "-p", f"checkpoint:={mock_cql}", "-p", "actor:=true", "-p", "method:=rlpd", name="policy")
+    probe = DeployProbe()
+    weights = probe.node.create_publisher(UInt8MultiArray, "weights", RELIABLE_QOS)
+    good = build_learner(load_checkpoint(mock_cql).learner, FinetuneConfig(method="rlpd")).state_dict()
+
+    def send(tensors: dict) -> None:
+        msg = UInt8MultiArray()
+        msg.data = save(tensors)
+        weights.publish(msg)
+
+    try:
+        probe.wait_for(lambda: len(probe.commanded) > 10 and weights.get_subscription_count() > 0, timeout=60)
+        poisoned = dict(good)
+        poisoned["actor.net.0.weight"] = good["actor.net.0.weight"].clone().fill_(float("nan"))
+        send(poisoned)
+        probe.wait_for(lambda: probe.policy_status.get("weights_rejected", 0) == 1)
+        assert "non-finite" in probe.policy_status["last_rejection"]
+        resized = {k: v for k, v in good.items() if not k.startswith("critic.")}
+        send(resized)
+        probe.wait_for(lambda: probe.policy_status.get("weights_rejected", 0) == 2)
+        assert "missing" in probe.policy_status["last_rejection"]
+        mark = time.monotonic()
+        probe.spin(0.5)
+        assert len([t for t in probe.commanded if t > mark]) > 10  # the control loop never stopped
+        assert probe.policy_status["weights_accepted"] == 0
+        send(good)
+        probe.wait_for(lambda: probe.policy_status.get("weights_accepted", 0) == 1)
+        assert policy.poll() is None and robot.poll() is None
+    finally:
+        probe.close()
+        stop(policy, robot)

@@ -61,6 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "policy_smooth_weight": 0.1,
         "ood_weight": 0.1,
         "ood_beta": 1.0,
+        "ood_samples": 2,
     },
     "e2o": {"target": "penalty", "uncertainty_penalty": 1.0, "explore": "ucb", "ucb_candidates": 10, "ucb_coef": 1.0},
     "rlpd": {"target": "min_subset", "subset_size": 2, "critic_layer_norm": True},
@@ -215,25 +216,21 @@ class Finetuner:
     def explore(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
         """An action in robot units: the method's exploration (or the policy's mode)."""
         state = torch.from_numpy(self.state_vector(obs))[None, None].to(self.learner.device)
-        learner = self.learner
-        if deterministic:
-            a = learner.act(state, None)
-        elif hasattr(learner, "explore"):
-            a = learner.explore(state, None, self.explore_generator)
-        elif hasattr(learner.nets["actor"], "sample"):  # CQL's tanh-Gaussian
-            a = learner.nets["actor"].sample(learner.nets["encoder"](state, None))[0][0]
-        else:  # IQL's Gaussian: its mean plus its own std
-            actor = learner.nets["actor"]
-            mean = actor.mode(learner.nets["encoder"](state, None))
-            noise = torch.randn(mean.shape, generator=self.explore_generator) * actor.log_std.exp()
-            a = (mean + noise).clamp(-1, 1)
+        a = self.learner.act(state, None) if deterministic else explore_action(self.learner, state, self.explore_generator)
         return self.normalizer.unaction(a[0].cpu().numpy())
 
     # ------------------------------------------------------------------ data
     def add(self, obs: dict[str, np.ndarray], action: np.ndarray, reward: float, next_obs: dict[str, np.ndarray], done: bool, source: str = "policy") -> None:
         """One transition; ``action`` is what was sent (robot units), ``done`` a true terminal."""
+        self.add_vectors(self.spec.state_vector(obs), action, reward, self.spec.state_vector(next_obs), done, source)
+
+    def add_vectors(self, state: np.ndarray, action: np.ndarray, reward: float, next_state: np.ndarray, done: bool, source: str = "policy") -> None:
+        """``add`` with the low-dim observations already concatenated (``spec.state_vector``), robot units."""
+        if np.shape(state) != (self.spec.state_dim,) or np.shape(next_state) != (self.spec.state_dim,) or np.shape(action) != (self.spec.action_dim,):
+            raise ValueError(f"a transition must have states of {self.spec.state_dim} and an action of {self.spec.action_dim} values")
         action_n = np.clip(self.normalizer.action(np.asarray(action, np.float32)[None])[0], -1.0, 1.0)
-        s, s2 = self.state_vector(obs), self.state_vector(next_obs)
+        s = self.normalizer.state(np.asarray(state, np.float32)[None])[0]
+        s2 = self.normalizer.state(np.asarray(next_state, np.float32)[None])[0]
         if not (np.all(np.isfinite(s)) and np.all(np.isfinite(s2)) and np.all(np.isfinite(action_n)) and np.isfinite(reward)):
             raise ValueError("a transition with non-finite values: not added")
         self.buffer.add(s, action_n, reward, s2, done)
@@ -297,6 +294,43 @@ class Finetuner:
     @property
     def warming_up(self) -> bool:
         return self.env_steps < self.config.resolved_warmup
+
+
+@torch.no_grad()
+def explore_action(learner: Learner, state: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """An exploratory normalised action ``(B, Da)`` for ``state`` ``(B, To, Ds)``: the learner's own
+    ``explore`` (ensemble_sac: sampling or UCB), else a sample of its actor (CQL's tanh-Gaussian,
+    IQL's Gaussian)."""
+    if hasattr(learner, "explore"):
+        return learner.explore(state, None, generator)
+    actor, feat = learner.nets["actor"], learner.nets["encoder"](state, None)
+    if hasattr(actor, "sample"):
+        return actor.sample(feat)[0][0]
+    mean = actor.mode(feat)
+    return (mean + torch.randn(mean.shape, generator=generator) * actor.log_std.exp()).clamp(-1, 1)
+
+
+class ExplorationPolicy:
+    """A learner's exploratory actions as a Policy over robot observations (single-step, To = 1):
+    what the fine-tuning actor runs."""
+
+    def __init__(self, learner: Learner, seed: int = 0) -> None:
+        if learner.spec.image_keys or learner.spec.obs_horizon != 1 or learner.action_horizon != 1:
+            raise ValueError("exploration supports low-dim, single-step learners (obs_horizon 1, one action per inference)")
+        self.learner, self.spec, self.normalizer = learner, learner.spec, learner.normalizer
+        self.generator = torch.Generator().manual_seed(seed)
+        self.inferences = 0
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        state = self.normalizer.state(self.spec.state_vector(obs)[None])[0]
+        if not np.all(np.isfinite(state)):
+            raise ValueError(f"observation has non-finite values: {state}")
+        a = explore_action(self.learner, torch.from_numpy(state)[None, None].to(self.learner.device), self.generator)
+        self.inferences += 1
+        return self.normalizer.unaction(a[0].cpu().numpy())
 
 
 def build_learner(source: Learner, config: FinetuneConfig, seed: int = 0, device: str = "cpu") -> Learner:

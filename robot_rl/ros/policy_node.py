@@ -26,6 +26,17 @@ Loop timing on ``~/status`` (JSON, 2 Hz): inference latency p50/p99/max (ms), de
 misses (observation arrival to command publish longer than one control period),
 steps, inferences, stale events.
 
+Fine-tuning actor (``actor:=true``, launch/finetune.launch.yaml): acts with the learner's
+exploration (``ExplorationPolicy``), publishes every step as a transition on
+``transitions`` (``Float64MultiArray``: s, a_sent, reward, success, failure, s',
+intervention), and swaps in weights from the learner (``weights``, safetensors bytes in a
+``UInt8MultiArray``). New weights are validated off the control loop — finite, the
+names and shapes of this learner, and, with ``sanity_steps`` > 0 on a twin, a short
+rollout on a local copy of the twin with no non-finite action, safety rejection or
+failure — and swapped in between two control steps (a reference swap). While a human
+intervenes (``intervention`` Bool true, from the teleop node) the actor does not command;
+those steps are published with the intervention flag.
+
 Episodes (sim twins, ``episodes`` > 0): the node runs them itself — reset the twin
 (``reset`` service), start the recorder if one is named (``recorder``), enable, act
 until the task reports success or failure or ``max_steps`` pass, disable, label the
@@ -34,9 +45,11 @@ episode on the recorder — then writes ``summary`` (JSON) and exits.
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +57,7 @@ import numpy as np
 from geometry_msgs.msg import Twist
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
+from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String, UInt8MultiArray
 from std_srvs.srv import SetBool, Trigger
 
 from robot_rl.data.schema import KeySpec
@@ -55,6 +68,7 @@ from robot_rl.ros.common import (
     RobotRLNode,
     command_qos,
     image_from_msg,
+    json_param,
     run_node,
     stamp_to_ns,
     vector_from_msg,
@@ -101,6 +115,11 @@ class PolicyNode(RobotRLNode):
         self.declare_parameter("summary", "")
         self.declare_parameter("reuse_chunks", True)
         self.declare_parameter("device", "cpu")
+        self.declare_parameter("actor", False)
+        self.declare_parameter("method", "rlpd")
+        self.declare_parameter("learner_config", "")
+        self.declare_parameter("sanity_steps", 0)
+        self.declare_parameter("seed", 0)
         self.finished = False
         self.exit_code = 0
         self.enabled = False
@@ -127,8 +146,17 @@ class PolicyNode(RobotRLNode):
             return self.fail(f"refusing checkpoint {path}: {exc}")
         self.checkpoint = ckpt
         self.checkpoint_hash = str(ckpt.config.get("model_sha256", ""))
-        self.policy = ckpt.learner.policy()
-        self.policy.reuse_chunks = bool(self.get_parameter("reuse_chunks").value)
+        self.actor = bool(self.get_parameter("actor").value)
+        self.learner = ckpt.learner
+        try:
+            if self.actor:  # the learner node's learner: same method, same networks, same exploration
+                from robot_rl.algos.finetune import FinetuneConfig, build_learner
+
+                method = FinetuneConfig(method=self.get_parameter("method").value, learner=json_param(self, "learner_config", {}))
+                self.learner = build_learner(ckpt.learner, method, seed=int(self.get_parameter("seed").value))
+            self.policy = self._make_policy(self.learner)
+        except ValueError as exc:
+            return self.fail(f"cannot run {path} as a fine-tuning actor: {exc}")
         self._warm_up()
         self.get_logger().info(
             f"loaded {ckpt.config['algo']} from {path} (step {ckpt.step}, sha256 {self.checkpoint_hash[:12]}, "
@@ -136,8 +164,18 @@ class PolicyNode(RobotRLNode):
         )
         self.create_subscription(String, "robot_spec", self._on_spec, LATCHED_QOS)
         self.create_service(SetBool, "~/enable", self._on_enable)
+        self.weights = WeightSwapper(self) if self.actor else None
         self._status_pub = self.create_publisher(String, "~/status", RELIABLE_QOS)
         return TransitionCallbackReturn.SUCCESS
+
+    def _make_policy(self, learner: Any) -> Any:
+        if self.actor:
+            from robot_rl.algos.finetune import ExplorationPolicy
+
+            return ExplorationPolicy(learner, seed=int(self.get_parameter("seed").value))
+        policy = learner.policy()
+        policy.reuse_chunks = bool(self.get_parameter("reuse_chunks").value)
+        return policy
 
     def _warm_up(self) -> None:
         """One inference on a zero observation, so the first real step does not pay for allocations."""
@@ -187,6 +225,8 @@ class PolicyNode(RobotRLNode):
                 self.create_subscription(Image, topic, lambda m, k=name: self._on_image(k, m), SENSOR_QOS)
             else:
                 self.create_subscription(JointState, f"state/{name}", lambda m, k=name: self._on_vector(k, m), SENSOR_QOS)
+        if self.actor:
+            self.transitions = TransitionPublisher(self, obs_spec)
         episodes = int(self.get_parameter("episodes").value)
         if episodes > 0:
             if not spec.get("sim"):
@@ -223,6 +263,8 @@ class PolicyNode(RobotRLNode):
     def _maybe_act(self) -> None:
         if self._stalled():
             return
+        if self.weights is not None:
+            self.weights.maybe_swap()
         if len(self._latest) < len(self._robot_keys):
             return
         stamps = {self._latest[k][0] for k in self._robot_keys}
@@ -232,12 +274,17 @@ class PolicyNode(RobotRLNode):
         if stamp == self._acted_stamp or stamp < self._min_stamp:
             return
         self._acted_stamp = stamp
+        obs = {k: v for k, (_, v, _) in self._latest.items()}
+        if self.actor:
+            self.transitions.on_observation(stamp, obs)
         if self.episode is not None:
             self.episode.on_observation(stamp)
+        if self.actor and self.transitions.intervening and self.enabled:
+            self.transitions.acted(stamp, obs, intervention=True)  # the teleop node commands this step
+            return
         if not self.enabled:
             return
         arrival = max(self._latest[k][2] for k in self._robot_keys)
-        obs = {k: v for k, (_, v, _) in self._latest.items()}
         t0 = time.monotonic()
         try:
             action = self.policy.act(obs)
@@ -251,6 +298,8 @@ class PolicyNode(RobotRLNode):
             self._disable("non-finite action")
             return
         self._publish(action)
+        if self.actor:
+            self.transitions.acted(stamp, obs, intervention=False)
         self.stats.add(t1 - t0, time.monotonic() - arrival)
         self._last_alive = time.monotonic()  # the time spent inferring is not a stall
         if self.episode is not None:
@@ -326,7 +375,180 @@ class PolicyNode(RobotRLNode):
         }
         if self.episode is not None:
             status.update(self.episode.status())
+        if self.weights is not None:
+            status.update(self.weights.status())
+            status["transitions"] = self.transitions.published if self.spec is not None else 0
         self._status_pub.publish(String(data=json.dumps(status)))
+
+
+class TransitionPublisher:
+    """Pairs each commanded step with the action the robot sent, its task feedback and the next
+    observation, and publishes it on ``transitions`` (layout in ``transition_layout``)."""
+
+    def __init__(self, node: PolicyNode, obs_spec: dict[str, KeySpec]) -> None:
+        self.node = node
+        self.spec = node.learner.spec
+        self.sim = bool(node.spec.get("sim"))
+        self.published = 0
+        self.intervening = False
+        self._prev: tuple[int, np.ndarray, bool] | None = None
+        self._waiting: deque[tuple[int, np.ndarray, np.ndarray, bool]] = deque(maxlen=200)
+        self._sent: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._task: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._pub = node.create_publisher(Float64MultiArray, "transitions", RELIABLE_QOS)
+        self._label = transition_layout(self.spec.state_dim, self.spec.action_dim)
+        node.create_subscription(JointState, "action_sent", self._on_sent, RELIABLE_QOS)
+        node.create_subscription(JointState, "task", self._on_task, RELIABLE_QOS)
+        node.create_subscription(Bool, "intervention", self._on_intervention, LATCHED_QOS)
+
+    def _remember(self, table: OrderedDict[int, np.ndarray], stamp: int, values: np.ndarray) -> None:
+        table[stamp] = values
+        while len(table) > 200:
+            table.popitem(last=False)
+        self._flush()
+
+    def _on_sent(self, msg: JointState) -> None:
+        self._remember(self._sent, stamp_to_ns(msg.header.stamp), np.asarray(msg.position, dtype=np.float64))
+
+    def _on_task(self, msg: JointState) -> None:
+        self._remember(self._task, stamp_to_ns(msg.header.stamp), np.asarray(msg.position[:3], dtype=np.float64))
+
+    def _on_intervention(self, msg: Bool) -> None:
+        if msg.data != self.intervening:
+            self.node.get_logger().info("a human intervenes: the actor stops commanding" if msg.data else "intervention over: the actor commands again")
+        self.intervening = bool(msg.data)
+
+    def acted(self, stamp: int, obs: dict[str, np.ndarray], intervention: bool) -> None:
+        """The step at ``stamp`` was commanded (by the policy, or by a human)."""
+        self._prev = (stamp, self.spec.state_vector(obs).astype(np.float64), intervention)
+
+    def on_observation(self, stamp: int, obs: dict[str, np.ndarray]) -> None:
+        """A new observation is the next state of the last commanded step."""
+        if self._prev is not None and stamp > self._prev[0]:
+            prev_stamp, state, intervention = self._prev
+            self._waiting.append((prev_stamp, state, self.spec.state_vector(obs).astype(np.float64), intervention))
+            self._prev = None
+            self._flush()
+
+    def _flush(self) -> None:
+        while self._waiting:
+            stamp, state, next_state, intervention = self._waiting[0]
+            if stamp not in self._sent or (self.sim and stamp not in self._task):
+                return
+            self._waiting.popleft()
+            task = self._task.get(stamp, np.zeros(3))
+            msg = Float64MultiArray()
+            msg.layout.dim = [MultiArrayDimension(label=self._label, size=0, stride=0)]
+            data = np.concatenate([state, self._sent[stamp], task, next_state, [float(intervention)]])
+            msg.data = [float(v) for v in data]
+            self._pub.publish(msg)
+            self.published += 1
+
+
+def transition_layout(state_dim: int, action_dim: int) -> str:
+    """The label of a transition message: ``transition:<Ds>,<Da>``; its data are
+    ``[s (Ds), a_sent (Da), reward, success, failure, s' (Ds), intervention]``."""
+    return f"transition:{state_dim},{action_dim}"
+
+
+class WeightSwapper:
+    """Validates weights from the learner in a worker thread; the control loop swaps them in."""
+
+    def __init__(self, node: PolicyNode) -> None:
+        self.node = node
+        self.accepted = 0
+        self.rejected: list[str] = []
+        self.swap_seconds: list[float] = []
+        self._template = copy.deepcopy(node.learner)  # each new set loads into a copy of this
+        self._ready: Any = None
+        self._incoming: bytes | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._robot: Any = None
+        node.create_subscription(UInt8MultiArray, "weights", self._on_weights, RELIABLE_QOS)
+        self._thread = threading.Thread(target=self._work, daemon=True, name="weights")
+        self._thread.start()
+
+    def _on_weights(self, msg: UInt8MultiArray) -> None:
+        with self._lock:
+            self._incoming = bytes(msg.data)  # only the newest set matters
+        self._wake.set()
+
+    def _work(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                data, self._incoming = self._incoming, None
+            if data is None:
+                continue
+            try:
+                learner = self._validate(data)
+            except Exception as exc:  # anything wrong with these weights: keep the ones in use
+                self.rejected.append(str(exc))
+                self.node.get_logger().error(f"refused new weights: {exc}")
+                continue
+            with self._lock:
+                self._ready = learner
+
+    def _validate(self, data: bytes) -> Any:
+        from safetensors.torch import load
+
+        from robot_rl.algos.checkpoint import check_weights
+
+        tensors = load(data)  # safetensors: no pickle
+        check_weights(tensors)
+        learner = copy.deepcopy(self._template)
+        learner.load_state_dict(tensors)  # names and shapes must be this learner's
+        steps = int(self.node.get_parameter("sanity_steps").value)
+        if steps > 0 and self.node.spec and self.node.spec.get("sim"):
+            self._sanity_rollout(learner, steps)
+        return learner
+
+    def _sanity_rollout(self, learner: Any, steps: int) -> None:
+        from robot_rl.envs import RobotEnv
+        from robot_rl.robots import make_robot
+
+        if self._robot is None:
+            spec = self.node.spec
+            config = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
+            self._robot = RobotEnv(make_robot(spec["name"], **config))
+        env = self._robot
+        policy = learner.policy()
+        obs, _ = env.reset(seed=0)
+        for t in range(steps):
+            action = policy.act(obs)
+            if not np.all(np.isfinite(action)):
+                raise ValueError(f"sanity rollout: non-finite action at step {t}")
+            obs, _, terminated, truncated, info = env.step(action)
+            if not info["accepted"]:
+                raise ValueError(f"sanity rollout: the safety filter rejected the action at step {t}: {info['safety']}")
+            if info.get("failure"):
+                raise ValueError(f"sanity rollout: the twin reports a failure at step {t}")
+            if terminated or truncated:
+                break
+
+    def maybe_swap(self) -> None:
+        """Called at the top of a control step: a reference swap, no copying."""
+        with self._lock:
+            ready, self._ready = self._ready, None
+        if ready is None:
+            return
+        t0 = time.monotonic()
+        node = self.node
+        inferences = node.policy.inferences
+        node.learner, node.policy = ready, node._make_policy(ready)
+        node.policy.inferences = inferences
+        self.accepted += 1
+        self.swap_seconds.append(time.monotonic() - t0)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "weights_accepted": self.accepted,
+            "weights_rejected": len(self.rejected),
+            "last_rejection": self.rejected[-1] if self.rejected else "",
+            "swap_ms_max": 1000 * max(self.swap_seconds, default=0.0),
+        }
 
 
 class EpisodeRunner:
