@@ -279,3 +279,16 @@ def test_the_actor_refuses_bad_weights_and_keeps_commanding(mock_cql):
     finally:
         probe.close()
         stop(policy, robot)
+
+
+@pytest.mark.slow
+def test_finetune_command_via_ros(mock_cql, tmp_path):
+    out = tmp_path / "ft_ros"
+    args = [str(BIN), "finetune", str(mock_cql), "--method", "wsrl", "--via", "ros", "--online-steps", "120", "--warmup-steps", "40",
+            "--utd", "1", "--batch-size", "32", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = json.loads((out / "learner.json").read_text())
+    assert summary["method"] == "wsrl" and summary["online_steps"] == 120
+    assert summary["updates"] == 120 - 40  # no updates during the warm-up, then one per transition
+    assert "wsrl via ROS" in proc.stdout and "robot-rl deploy" in proc.stdout

@@ -71,6 +71,18 @@ def test_deploy_launch_plan():
     assert params_of(procs["policy"])["recorder"] == "recorder" and "__ns:=/arm1" in procs["policy"].cmd
 
 
+def test_finetune_launch_plan():
+    path = resolve_launch_file("finetune.launch.yaml")
+    procs = {p.name: p for p in plan(path, {"checkpoint": "/ck", "out": "/tmp/ft", "method": "wsrl", "online_steps": "800", "learner_config": '{"subset_size": 3}'})}
+    assert list(procs) == ["robot", "recorder", "policy", "learner"]
+    assert procs["learner"].shutdown_on_exit and procs["policy"].shutdown_on_exit
+    actor, learner = params_of(procs["policy"]), params_of(procs["learner"])
+    assert actor["actor"] is True and actor["method"] == "wsrl" and actor["recorder"] == "recorder"
+    assert learner["method"] == "wsrl" and learner["online_steps"] == 800 and learner["learner_config"] == '{"subset_size": 3}'
+    assert learner["offline_ratio"] == -1.0 and actor["learner_config"] == learner["learner_config"]  # the actor builds the learner's networks
+    assert params_of(procs["recorder"])["out"] == "/tmp/ft/online.zarr"
+
+
 @pytest.mark.parametrize(
     "actions, args, message",
     [

@@ -21,6 +21,8 @@ class FinetuneCLIConfig:
     Writes RUN/online.zarr (every online step: the run is a dataset), RUN/checkpoint,
     RUN/evals.csv + RUN/episodes.csv, RUN/curve.png (success vs online environment steps).
     Example: robot-rl finetune runs/lift_cql/checkpoint --method rlpd --online-steps 5000 --out runs/lift_rlpd
+    --via ros runs the same learner through launch/finetune.launch.yaml (robot node, the policy
+    node as exploring actor, a learner node, the recorder) instead of in one process.
     """
 
     checkpoint: Path = arg(help="offline checkpoint to start from", positional=True)
@@ -43,6 +45,7 @@ class FinetuneCLIConfig:
     seed: int = arg(0, help="seed of the networks, sampling and episodes")
     threads: int = arg(1, help="torch CPU threads")
     device: str = arg("cpu", help="cpu, cuda or auto", choices=("cpu", "cuda", "auto"))
+    via: str = arg("env", help="env: one process on the Gymnasium env; ros: actor and learner nodes over ROS 2", choices=("env", "ros"))
 
 
 def eval_points(steps: int, every: int) -> list[int]:
@@ -63,6 +66,8 @@ def finetune(cfg: FinetuneCLIConfig) -> int:
 
     if cfg.online_steps <= 0:
         raise ValueError("--online-steps must be positive")
+    if cfg.via == "ros":
+        return finetune_ros(cfg)
     torch.set_num_threads(max(cfg.threads, 1))
     device = resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint, device=device)
@@ -132,6 +137,43 @@ def finetune(cfg: FinetuneCLIConfig) -> int:
     print(format_table(["", cfg.method], rows))
     print(f"checkpoint: {run / 'checkpoint'}\nonline data: {run / 'online.zarr'}\ncurve: {curve}")
     return 0
+
+
+def finetune_ros(cfg: FinetuneCLIConfig) -> int:
+    import os
+
+    from robot_rl.algos.checkpoint import read_config
+    from robot_rl.launcher import LaunchError, run
+
+    config = read_config(cfg.checkpoint)
+    robot = cfg.task or config["spec"].get("robot", {}).get("name", "")
+    if not robot:
+        raise ValueError("the checkpoint does not record its robot: pass --task")
+    out = cfg.out or Path("runs") / f"finetune_{cfg.method}_ros"
+    if (out / "online.zarr").exists():
+        raise ValueError(f"{out} already holds a fine-tuning run: pass another --out")
+    if robot.startswith(("sim_", "mock_")):
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    args = {
+        "robot": robot, "checkpoint": str(cfg.checkpoint), "method": cfg.method, "online_steps": str(cfg.online_steps),
+        "utd": str(cfg.utd), "batch_size": str(cfg.batch_size), "learner_config": json.dumps(parse_learner_overrides(cfg.set)),
+        "out": str(out), "seed": str(cfg.seed), "offline_ratio": str(cfg.offline_ratio), "warmup_steps": str(cfg.warmup_steps),
+        "offline_updates": str(cfg.offline_updates),
+    }  # fmt: skip
+    if cfg.data is not None:
+        args["data"] = str(cfg.data)
+    try:
+        code = run("finetune.launch.yaml", args)
+    except LaunchError as exc:
+        print(f"robot-rl finetune: error: {exc}")
+        return 2
+    summary = out / "learner.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        print(format_table(["", f"{cfg.method} via ROS"], [[k.replace("_", " "), v] for k, v in s.items()]))
+        print(f"evaluate it: robot-rl deploy {s['checkpoint']} --robot {robot} --episodes 20")
+    return code
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

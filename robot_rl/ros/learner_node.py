@@ -40,6 +40,10 @@ class LearnerNode(RobotRLNode):
         self.declare_parameter("batch_size", 256)
         self.declare_parameter("online_steps", 5000)
         self.declare_parameter("publish_every", 200)
+        # -1: the method's default (robot_rl/algos/finetune.py)
+        self.declare_parameter("offline_ratio", -1.0)
+        self.declare_parameter("warmup_steps", -1)
+        self.declare_parameter("offline_updates", -1)
         self.declare_parameter("learner_config", "")
         self.declare_parameter("out", "")
         self.declare_parameter("seed", 0)
@@ -70,6 +74,9 @@ class LearnerNode(RobotRLNode):
                 utd=int(self.get_parameter("utd").value),
                 batch_size=int(self.get_parameter("batch_size").value),
                 learner=json_param(self, "learner_config", {}),
+                offline_ratio=None if float(self.get_parameter("offline_ratio").value) < 0 else float(self.get_parameter("offline_ratio").value),
+                warmup_steps=None if int(self.get_parameter("warmup_steps").value) < 0 else int(self.get_parameter("warmup_steps").value),
+                offline_updates=None if int(self.get_parameter("offline_updates").value) < 0 else int(self.get_parameter("offline_updates").value),
             )
             self.data_info = dict(ckpt.config.get("data", {}))
             offline = None
