@@ -63,6 +63,8 @@ def test_methods_build_the_right_learner_from_the_checkpoint(cql_checkpoint):
     assert make_tuner(cql_checkpoint, "ro2o").learner.config.smooth_eps > 0
     assert make_tuner(cql_checkpoint, "e2o").learner.config.explore == "ucb"
     assert make_tuner(cql_checkpoint, "rlpd").learner.config.target == "min_subset"
+    # the critics keep the backup they were trained with (CQL: no entropy term)
+    assert source.config.backup_entropy is False and make_tuner(cql_checkpoint, "rlpd").learner.config.backup_entropy is False
 
 
 def test_sampling_ratios(cql_checkpoint):

@@ -13,8 +13,9 @@ naive    the checkpoint's own learner (CQL or IQL) keeps training, online transi
          appended to the offline data and sampled uniformly from the pool
 ro2o     ``ensemble_sac`` warm-started from the checkpoint: target = mean - beta std over
          the Q-ensemble, adversarial state perturbations for policy / value smoothness
-         and the OOD penalty (RO2O, terms from RORL); first ``offline_updates`` updates
-         on the offline data alone (its offline phase), then 50/50 offline / online
+         and the OOD penalty (RO2O, terms from RORL), optimised on every batch, whose
+         offline half keeps them optimised on the offline data; 50/50 offline / online
+         (``offline_updates`` > 0 adds a phase of this loss on the offline data alone)
 e2o      ``ensemble_sac``: the same penalised target with beta annealed from
          ``uncertainty_penalty`` to ``penalty_end`` over the online phase (pessimism
          loosened), UCB exploration over the ensemble (optimism), 50/50 sampling
@@ -85,7 +86,7 @@ class FinetuneConfig:
     warmup_steps: int | None = None
     """Environment steps with the pre-trained policy before any update (None: 1000 for wsrl, else 0)."""
     offline_updates: int | None = None
-    """Updates on the offline data alone before going online (None: 1000 for ro2o, else 0)."""
+    """Updates on the offline data alone before going online (None: 0)."""
     penalty_end: float | None = None
     """e2o: the ensemble penalty at the end of the online phase (None: 0.1 for e2o; others: no annealing)."""
     buffer_size: int = 200_000
@@ -114,7 +115,7 @@ class FinetuneConfig:
 
     @property
     def resolved_offline_updates(self) -> int:
-        return self.offline_updates if self.offline_updates is not None else (1000 if self.method == "ro2o" else 0)
+        return self.offline_updates if self.offline_updates is not None else 0
 
     @property
     def resolved_penalty_end(self) -> float | None:
@@ -350,8 +351,11 @@ def build_learner(source: Learner, config: FinetuneConfig, seed: int = 0, device
     for name in ("hidden", "n_critics", "gamma", "batch_size"):
         if hasattr(src, name) and name not in config.learner:
             overrides.setdefault(name, getattr(src, name))
-    if getattr(src, "critic_layer_norm", None) is not None and "critic_layer_norm" not in config.learner:
-        overrides["critic_layer_norm"] = src.critic_layer_norm
+    # the critics keep the architecture and the target they were trained with (CQL: no entropy
+    # term in the backup), so the first online updates do not start by moving the targets
+    for name in ("critic_layer_norm", "backup_entropy"):
+        if getattr(src, name, None) is not None and name not in config.learner:
+            overrides[name] = getattr(src, name)
     overrides["batch_size"] = config.batch_size
     learner = make_learner("ensemble_sac", source.spec, source.normalizer, overrides, seed=seed, device=device)
     warm_start(learner, source)

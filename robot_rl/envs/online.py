@@ -114,8 +114,9 @@ def run_online(
         tuner.offline_phase()
         while tuner.env_steps < steps:
             # evaluations at episode boundaries: the first boundary at or after each point
-            while eval_points and tuner.env_steps >= eval_points[0]:
-                eval_points.pop(0)
+            if eval_points and tuner.env_steps >= eval_points[0]:
+                while eval_points and tuner.env_steps >= eval_points[0]:
+                    eval_points.pop(0)  # several points passed in one episode: one evaluation
                 run_eval()
             ep_seed = seed + episode
             obs, _ = env.reset(seed=ep_seed)
