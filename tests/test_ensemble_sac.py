@@ -146,6 +146,9 @@ def test_ood_penalty_lowers_q_on_perturbed_states_and_policy_actions(store):
     pessimistic, _, metrics = trained(store, updates=40, smooth_eps=eps, ood_weight=1.0, ood_beta=5.0)
     assert all(np.isfinite(float(m["ood_loss"])) for m in metrics)
     assert ood_excess(pessimistic, batch) < ood_excess(plain, batch) - 1.0
+    # on a subset of the perturbations (ood_samples, for speed) the penalty still acts
+    subset, _, _ = trained(store, updates=40, smooth_eps=eps, ood_weight=1.0, ood_beta=5.0, ood_samples=2)
+    assert ood_excess(subset, batch) < ood_excess(plain, batch) - 1.0
 
 
 def test_smoothness_losses_are_the_max_over_the_sampled_perturbations(store):
@@ -295,6 +298,7 @@ def test_warm_start_refuses_what_does_not_fit(store):
         ({"ood_weight": -1.0}, "ood_weight must be >= 0"),
         ({"smooth_samples": 0, "smooth_eps": 0.1}, "smooth_samples"),
         ({"target_entropy": "high"}, "target_entropy"),
+        ({"ood_samples": -1}, "ood_samples must be >= 0"),
     ],
 )
 def test_config_errors_are_named(store, override, message):
