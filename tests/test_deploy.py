@@ -212,7 +212,8 @@ def test_finetune_launch_actor_and_learner_exchange_transitions_and_weights(mock
     out = tmp_path / "ft"
     launch = subprocess.Popen(
         [str(BIN), "launch", "finetune.launch.yaml", "robot:=mock_arm", f"checkpoint:={mock_cql}", "method:=rlpd", "online_steps:=300",
-         "max_steps:=60", "utd:=1", "batch_size:=32", "publish_every:=25", "sanity_steps:=10", f"out:={out}"],
+         "max_steps:=60", "utd:=1", "batch_size:=32", "publish_every:=25", "sanity_steps:=10", f"out:={out}",
+         "intervene:=true", "teleop:=scripted_rescue", 'device_config:={"after": 20}'],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     probe = DeployProbe()
@@ -226,12 +227,16 @@ def test_finetune_launch_actor_and_learner_exchange_transitions_and_weights(mock
         stop(launch)
     learner = json.loads((out / "learner.json").read_text())
     assert learner["online_steps"] == 300 and learner["updates"] == 300 and learner["rejected_transitions"] == 0
+    assert learner["interventions"] > 0  # the stand-in supervisor took over episodes stuck for 20 steps
     status = probe.policy_status
     assert status["weights_accepted"] >= 3 and status["weights_rejected"] == 0, status  # validated, incl. the sanity rollout
     assert status["swap_ms_max"] < 20.0  # a reference swap: far inside one 20 ms control period
     assert status["transitions"] >= 300
     store = EpisodeStore(out / "online.zarr")  # the run is a dataset
-    assert len(store) >= 3 and all(r["source"] == "policy" for r in store.records) and store.verify().ok
+    assert len(store) >= 3 and store.verify().ok
+    assert {r["source"] for r in store.records} <= {"policy", "intervention"}
+    rescued = [r for r in store.records if r["source"] == "intervention"]
+    assert rescued and all(r["interventions"] > 0 for r in rescued)
     from robot_rl.algos.checkpoint import load_checkpoint
 
     tuned = load_checkpoint(out / "checkpoint")

@@ -81,6 +81,9 @@ def test_finetune_launch_plan():
     assert learner["method"] == "wsrl" and learner["online_steps"] == 800 and learner["learner_config"] == '{"subset_size": 3}'
     assert learner["offline_ratio"] == -1.0 and actor["learner_config"] == learner["learner_config"]  # the actor builds the learner's networks
     assert params_of(procs["recorder"])["out"] == "/tmp/ft/online.zarr"
+    procs = {p.name: p for p in plan(path, {"checkpoint": "/ck", "out": "/tmp/ft", "intervene": "true"})}
+    assert list(procs) == ["robot", "recorder", "policy", "learner", "teleop"]
+    assert params_of(procs["teleop"])["mode"] == "intervene" and params_of(procs["teleop"])["device"] == "keyboard"
 
 
 @pytest.mark.parametrize(

@@ -281,6 +281,9 @@ class PolicyNode(RobotRLNode):
             self.episode.on_observation(stamp)
         if self.actor and self.transitions.intervening and self.enabled:
             self.transitions.acted(stamp, obs, intervention=True)  # the teleop node commands this step
+            if self.episode is not None:
+                self.episode.steps += 1
+            self._last_alive = time.monotonic()
             return
         if not self.enabled:
             return

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 
 from robot_rl.data import SOURCES, EpisodeWriter, KeySpec, StoreError, StoreSchema
@@ -82,6 +82,10 @@ class RecorderNode(RobotRLNode):
                 return self.fail(f"policy_checkpoint {ckpt!r}: {exc}")
         self.create_subscription(String, "robot_spec", self._on_spec, LATCHED_QOS)
         self.create_subscription(String, "events", self._on_event, RELIABLE_QOS)
+        # a human taking over from a policy (teleop node, mode intervene): counted per episode
+        self.intervening = False
+        self._intervened_steps = 0
+        self.create_subscription(Bool, "intervention", lambda m: setattr(self, "intervening", bool(m.data)), LATCHED_QOS)
         self.create_service(Trigger, "~/start", self._on_start)
         self.create_service(SetBool, "~/stop", self._on_stop)
         self.create_service(Trigger, "~/discard", self._on_discard)
@@ -204,6 +208,7 @@ class RecorderNode(RobotRLNode):
             try:
                 self.writer.add_step(obs, action, reward=task[0], done=bool(task[1] or task[2]), timestamp=stamp / 1e9)
                 self._steps_written += 1
+                self._intervened_steps += self.intervening
             except StoreError as exc:
                 self.get_logger().error(f"step rejected by the store: {exc}")
                 self.rejected += 1
@@ -240,6 +245,7 @@ class RecorderNode(RobotRLNode):
             latest = max((h[-1][0] for h in self._history.values() if h), default=0)
             self._start_stamp = self._last_reset_stamp or latest
             self._pending.clear()
+            self._intervened_steps = 0
             self.recording = True
             response.success, response.message = True, f"recording episode {self.writer.num_episodes}"
         self._publish_status()
@@ -255,8 +261,12 @@ class RecorderNode(RobotRLNode):
         if self.writer.steps_in_episode == 0:
             response.success, response.message = False, "no steps recorded; nothing committed"
             return response
+        meta: dict[str, Any] = {"success": bool(request.data)}
+        if self._intervened_steps:
+            meta.update(source="intervention", interventions=self._intervened_steps)
+        self._intervened_steps = 0
         try:
-            index = self.writer.end_episode(success=bool(request.data))
+            index = self.writer.end_episode(meta)
         except StoreError as exc:
             response.success, response.message = False, f"commit failed: {exc}"
             return response
@@ -270,6 +280,7 @@ class RecorderNode(RobotRLNode):
             response.success, response.message = False, "no store open"
             return response
         self._pending.clear()
+        self._intervened_steps = 0
         steps = self.writer.discard_episode()
         self.recording = False
         self._last_reset_stamp = 0

@@ -5,6 +5,13 @@ on the robot node (``reset``) and the recorder (``start``, ``stop``, ``discard``
     robot-rl-teleop-node --ros-args -p device:=scripted -p robot:=sim_lift -p episodes:=5
     robot-rl-teleop-node --ros-args -p device:=keyboard -p robot:=sim_base -p device_config:="'{\"step\": 0.5}'"
 
+``mode:=intervene`` (online fine-tuning, launch/finetune.launch.yaml): the device watches
+a running policy; its ``intervene`` event toggles a takeover, announced on
+``intervention`` (Bool, transient-local) so the policy node stops commanding; the
+device's commands are published only while it has control; its other episode events
+are ignored (the policy node runs the episodes). ``scripted_rescue`` is the stand-in
+supervisor for tests; a keyboard's ``i`` key is a person's.
+
 Human devices get the robot's action spec (from ``robot``/``robot_config``, built with
 ``make_robot`` without connecting) plus the JSON object ``device_config`` as keyword
 arguments (see each device's docstring in ``robot_rl.teleop``).
@@ -18,7 +25,7 @@ from typing import Any
 import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
+from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool, Trigger
 
 from robot_rl.robots import make_robot
@@ -37,6 +44,8 @@ class TeleopNode(RobotRLNode):
         self.declare_parameter("noise", 0.0)
         self.declare_parameter("seed", 0)
         self.declare_parameter("recorder", "recorder")
+        self.declare_parameter("mode", "record")
+        self.intervening = False
         self.finished = False
         self.exit_code = 0
         self._events: deque[str] = deque()
@@ -51,7 +60,12 @@ class TeleopNode(RobotRLNode):
             robot = self.get_parameter("robot").value
             robot_config = {k: tuple(v) if isinstance(v, list) else v for k, v in json_param(self, "robot_config", {}).items()}
             kwargs: dict[str, Any]
-            if device == "scripted":
+            self.mode = self.get_parameter("mode").value
+            if self.mode not in ("record", "intervene"):
+                raise ValueError(f"mode must be record or intervene, got {self.mode!r}")
+            if device == "scripted_rescue":
+                kwargs = {"robot": robot, "robot_config": robot_config, "seed": int(self.get_parameter("seed").value)}
+            elif device == "scripted":
                 kwargs = {
                     "robot": robot,
                     "robot_config": robot_config,
@@ -78,6 +92,10 @@ class TeleopNode(RobotRLNode):
         self.create_subscription(String, "robot_spec", self._on_spec, LATCHED_QOS)
         self.create_subscription(JointState, "task", self._on_task, RELIABLE_QOS)
         self._spec: dict[str, Any] | None = None
+        if self.mode == "intervene":
+            self._intervention_pub = self.create_publisher(Bool, "intervention", LATCHED_QOS)
+            self._intervention_pub.publish(Bool(data=False))
+            self.create_subscription(String, "events", self._on_robot_event, RELIABLE_QOS)
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -111,6 +129,9 @@ class TeleopNode(RobotRLNode):
         if len(self._latest) < len(self._keys) or len(stamps) != 1:
             return
         (stamp,) = stamps
+        if self.mode == "intervene":
+            self._watch(stamp)
+            return
         if stamp == self._acted_stamp or stamp < self._min_stamp or self._in_flight or self._events:
             return
         action = self.device.get_action({k: v.astype(np.float32) for k, (_, v) in self._latest.items()})
@@ -123,7 +144,42 @@ class TeleopNode(RobotRLNode):
         msg_out.data = [float(a) for a in action]
         self._cmd_pub.publish(msg_out)
 
+    # ------------------------------------------------------------------ intervene mode
+    def _watch(self, stamp: int) -> None:
+        """Intervene mode: the device sees every observation; it commands only while in control."""
+        if stamp == self._acted_stamp:
+            return
+        self._acted_stamp = stamp
+        action = self.device.get_action({k: v.astype(np.float32) for k, (_, v) in self._latest.items()})
+        self._take_events()
+        if self.intervening and action is not None:
+            msg_out = Float64MultiArray()
+            msg_out.layout.dim = [MultiArrayDimension(label=",".join(self._names), size=len(action), stride=len(action))]
+            msg_out.data = [float(a) for a in action]
+            self._cmd_pub.publish(msg_out)
+
+    def _take_events(self) -> None:
+        for event in self.device.events():
+            if event == "intervene":
+                self.intervening = not self.intervening
+                self._intervention_pub.publish(Bool(data=self.intervening))
+                self.get_logger().info("intervening: the operator has control" if self.intervening else "control back to the policy")
+            elif event == "quit":
+                self.finished = True
+            else:
+                self.get_logger().info(f"{event}: ignored while watching a policy (mode intervene)", throttle_duration_sec=5.0)
+
+    def _on_robot_event(self, msg: String) -> None:
+        import json
+
+        event = json.loads(msg.data)
+        if event.get("event") == "reset" and hasattr(self.device, "on_reset"):
+            self.device.on_reset(int(event.get("seed", 0)))
+            self._take_events()
+
     def _on_task(self, msg: JointState) -> None:
+        if self.mode == "intervene":
+            return
         if self._in_flight or self._events or stamp_to_ns(msg.header.stamp) < self._min_stamp:
             return  # feedback from before the current episode (the robot keeps ticking)
         reward, success, failure = (float(v) for v in msg.position[:3])
@@ -135,6 +191,9 @@ class TeleopNode(RobotRLNode):
         self._events.extend(self.device.events())
 
     def _step_events(self) -> None:
+        if self.mode == "intervene":
+            self._take_events()
+            return
         self._collect_events()
         if self._in_flight or not self._events or self._spec is None:
             return

@@ -9,10 +9,11 @@ robot / recorder service calls. Events:
     success  stop, label success, commit
     failure  stop, label failure, commit
     discard  drop the episode in progress
-    intervene  (later issues) a human takes over from a policy
+    intervene  toggle: a human takes over from a policy / gives control back (teleop
+               node with ``mode:=intervene``, online fine-tuning)
     quit     the device is done (the node exits)
 
-Devices: ``scripted`` (below), ``keyboard``, ``gamepad``, ``spacemouse``, ``leader_arm``
+Devices: ``scripted`` and ``scripted_rescue`` (below), ``keyboard``, ``gamepad``, ``spacemouse``, ``leader_arm``
 (one module each; their hardware libraries are imported only when a device is made).
 """
 
@@ -137,3 +138,46 @@ class ScriptedTeleop(Teleop):
     def events(self) -> list[str]:
         out, self._events = self._events, []
         return out
+
+
+@register_teleop("scripted_rescue")
+class ScriptedRescue(Teleop):
+    """A stand-in for a supervisor watching a policy (tests, benchmarks): after ``after``
+    steps of an episode without success, the scripted expert takes over (one ``intervene``
+    event) until the next reset. For the teleop node's ``mode:=intervene``.
+    """
+
+    usage = "takes over an episode that ran `after` steps"
+
+    def __init__(self, robot: str, robot_config: dict[str, Any] | None = None, after: int = 100, seed: int = 0) -> None:
+        from robot_rl.robots import SimRobot, make_robot
+
+        sim = make_robot(robot, **(robot_config or {}))
+        if not isinstance(sim, SimRobot):
+            raise TypeError(f"{robot} has no scripted expert (not a sim twin)")
+        self._sim, self.after, self.seed = sim, after, seed
+        self.steps = 0
+        self.intervening = False
+        self._events: list[str] = []
+        self.on_reset(seed)
+
+    def on_reset(self, seed: int) -> None:
+        """A new episode (the robot node announced a reset): hand control back to the policy."""
+        self._expert = self._sim.scripted_expert(noise=0.0, seed=seed)
+        self._expert.reset()
+        self.steps = 0
+        if self.intervening:
+            self.intervening = False
+            self._events.append("intervene")
+
+    def get_action(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
+        self.steps += 1
+        if not self.intervening and self.steps > self.after:
+            self.intervening = True
+            self._events.append("intervene")
+        return np.asarray(self._expert.act(obs), dtype=np.float64)
+
+    def events(self) -> list[str]:
+        out, self._events = self._events, []
+        return out
+
