@@ -334,6 +334,23 @@ class ExplorationPolicy:
         return self.normalizer.unaction(a[0].cpu().numpy())
 
 
+def offline_data(checkpoint_config: dict[str, Any], source: Learner, config: FinetuneConfig, store: str | Path | None = None, device: str = "cpu") -> OfflineData | None:
+    """The offline transitions a method samples (None for a method that keeps none), read from
+    ``store`` or the store the checkpoint was trained on, with its reward scheme and normaliser."""
+    if config.resolved_offline_ratio == 0.0 and config.resolved_offline_updates == 0:
+        return None
+    from robot_rl.data import EpisodeStore
+
+    info = checkpoint_config.get("data", {})
+    path = store or info.get("store")
+    if not path:
+        raise ValueError("the checkpoint does not record its training store: pass the offline store")
+    return OfflineData(
+        EpisodeStore(path), source.spec, info.get("rewards", "success"), float(info.get("reward_scale", 1.0)),
+        float(info.get("reward_bias", 0.0)), normalizer=source.normalizer, device=device,
+    )  # fmt: skip
+
+
 def build_learner(source: Learner, config: FinetuneConfig, seed: int = 0, device: str = "cpu") -> Learner:
     """The learner that fine-tunes ``source`` under ``config.method``."""
     if config.method == "naive":

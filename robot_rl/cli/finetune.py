@@ -58,10 +58,8 @@ def eval_points(steps: int, every: int) -> list[int]:
 def finetune(cfg: FinetuneCLIConfig) -> int:
     import torch
 
-    from robot_rl.algos import OfflineData
     from robot_rl.algos.checkpoint import load_checkpoint, save_checkpoint
-    from robot_rl.algos.finetune import FinetuneConfig, Finetuner, build_learner
-    from robot_rl.data import EpisodeStore
+    from robot_rl.algos.finetune import FinetuneConfig, Finetuner, build_learner, offline_data
     from robot_rl.envs.online import ExpertRescue, run_online
 
     if cfg.online_steps <= 0:
@@ -82,16 +80,8 @@ def finetune(cfg: FinetuneCLIConfig) -> int:
         offline_updates=None if cfg.offline_updates < 0 else cfg.offline_updates,
         learner=parse_learner_overrides(cfg.set),
     )  # fmt: skip
-    offline = None
     data_info = dict(ckpt.config.get("data", {}))
-    if ft.resolved_offline_ratio != 0.0 or ft.resolved_offline_updates > 0:
-        path = cfg.data or (Path(data_info["store"]) if data_info.get("store") else None)
-        if path is None:
-            raise ValueError("the checkpoint does not record its training store: pass --data")
-        offline = OfflineData(
-            EpisodeStore(path), source.spec, data_info.get("rewards", "success"), float(data_info.get("reward_scale", 1.0)),
-            float(data_info.get("reward_bias", 0.0)), normalizer=source.normalizer, device=device, progress=True,
-        )  # fmt: skip
+    offline = offline_data(ckpt.config, source, ft, cfg.data, device)
     learner = build_learner(source, ft, seed=cfg.seed, device=device)
     tuner = Finetuner(learner, ft, offline, seed=cfg.seed, online_steps=cfg.online_steps)
     task = cfg.task or source.spec.robot.get("name", "")

@@ -60,10 +60,9 @@ class LearnerNode(RobotRLNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         import torch
 
-        from robot_rl.algos import OfflineData
         from robot_rl.algos.checkpoint import CheckpointError, load_checkpoint
-        from robot_rl.algos.finetune import FinetuneConfig, Finetuner, build_learner
-        from robot_rl.data import EpisodeStore
+        from robot_rl.algos.finetune import FinetuneConfig, Finetuner, build_learner, offline_data
+        from robot_rl.data import StoreError
 
         torch.set_num_threads(max(int(self.get_parameter("threads").value), 1))
         self.out = Path(self.get_parameter("out").value or "runs/finetune_ros")
@@ -79,21 +78,12 @@ class LearnerNode(RobotRLNode):
                 offline_updates=None if int(self.get_parameter("offline_updates").value) < 0 else int(self.get_parameter("offline_updates").value),
             )
             self.data_info = dict(ckpt.config.get("data", {}))
-            offline = None
-            if config.resolved_offline_ratio != 0.0 or config.resolved_offline_updates > 0:
-                path = self.get_parameter("data").value or self.data_info.get("store")
-                if not path:
-                    raise ValueError("the checkpoint does not record its training store: set parameter 'data'")
-                offline = OfflineData(
-                    EpisodeStore(path), ckpt.learner.spec, self.data_info.get("rewards", "success"),
-                    float(self.data_info.get("reward_scale", 1.0)), float(self.data_info.get("reward_bias", 0.0)),
-                    normalizer=ckpt.learner.normalizer,
-                )  # fmt: skip
+            offline = offline_data(ckpt.config, ckpt.learner, config, self.get_parameter("data").value or None)
             seed = int(self.get_parameter("seed").value)
             learner = build_learner(ckpt.learner, config, seed=seed)
             self.steps_budget = int(self.get_parameter("online_steps").value)
             self.tuner = Finetuner(learner, config, offline, seed=seed, online_steps=self.steps_budget)
-        except (CheckpointError, ValueError, KeyError, OSError) as exc:
+        except (CheckpointError, StoreError, ValueError, KeyError, OSError) as exc:
             self.exit_code = 1
             return self.fail(f"cannot start the learner: {exc}")
         self.sparse = self.data_info.get("rewards", "success") == "success"
