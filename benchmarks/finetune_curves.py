@@ -16,6 +16,7 @@ Protocol:
    first 10% (min over those evaluations minus the start, per seed, then averaged), the
    final success, the area under the curve; curves as PNG (mean over seeds, band = min..max).
 
+Variants: ``--methods ro2o --set uncertainty_penalty=5 --tag beta5`` runs ro2o[beta5].
 Runs go to OUT/runs/<method>_s<seed>/ (a finished run has evals.csv and is skipped when
 the command is run again, so an interrupted benchmark resumes); --report only reports.
 Each run is a `robot-rl finetune` subprocess with 1 torch thread; --jobs run at once.
@@ -54,8 +55,12 @@ def pretrain(data: Path, out: Path, seed: int, updates: int) -> Path:
     return ckpt
 
 
+def label(method: str, args: argparse.Namespace) -> str:
+    return f"{method}[{args.tag}]" if args.tag else method
+
+
 def finetune(ckpt: Path, method: str, seed: int, args: argparse.Namespace) -> Path:
-    run = args.out / "runs" / f"{method}_s{seed}"
+    run = args.out / "runs" / f"{label(method, args)}_s{seed}"
     if (run / "evals.csv").is_file():
         return run
     if run.exists():  # an interrupted run: start it again
@@ -65,13 +70,15 @@ def finetune(ckpt: Path, method: str, seed: int, args: argparse.Namespace) -> Pa
     cmd = [str(BIN), "finetune", str(ckpt), "--method", method, "--seed", str(seed), "--online-steps", str(args.online_steps),
            "--utd", str(args.utd), "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes),
            "--threads", "1", "--out", str(run)]  # fmt: skip
+    for item in args.set:
+        cmd += ["--set", item]
     t0 = time.perf_counter()
-    log = args.out / "logs" / f"{method}_s{seed}.log"
+    log = args.out / "logs" / f"{label(method, args)}_s{seed}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=f, stderr=subprocess.STDOUT)
     (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
-    print(f"  {method} seed {seed}: done in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+    print(f"  {label(method, args)} seed {seed}: done in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     return run
 
 
@@ -81,8 +88,11 @@ def read_evals(run: Path) -> list[dict[str, float]]:
 
 
 def report(args: argparse.Namespace) -> str:
+    """Every method and variant (``method[tag]``) found under OUT/runs, in METHODS order."""
     rows, curves = [], {}
-    for method in args.methods:
+    found = {p.name.rsplit("_s", 1)[0] for p in (args.out / "runs").glob("*_s*") if (p / "evals.csv").is_file()}
+    labels = sorted(found, key=lambda n: (METHODS.index(n.split("[")[0]) if n.split("[")[0] in METHODS else 99, n))
+    for method in labels:
         runs = [args.out / "runs" / f"{method}_s{s}" for s in args.seeds]
         runs = [r for r in runs if (r / "evals.csv").is_file()]
         if not runs:
@@ -147,6 +157,8 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=750)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--set", nargs="*", default=[], help="learner overrides FIELD=VALUE for these runs (name them with --tag)")
+    p.add_argument("--tag", default="", help="variant name: runs are METHOD[TAG]_sSEED")
     p.add_argument("--report", action="store_true")
     args = p.parse_args()
     if not args.report:
