@@ -70,8 +70,10 @@ def test_deploy_command_prints_a_success_table(lift_checkpoint, tmp_path):
     proc = subprocess.run([str(BIN), "deploy", str(lift_checkpoint), "--robot", "sim_lift", "--episodes", "1"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     table = proc.stdout[proc.stdout.index("policy  "):]
-    assert "bc (sim_lift)" in table and "1/1 = 100%" in table or "0/1 = 0%" in table
+    assert "bc (sim_lift)" in table and ("1/1 = 100%" in table or "0/1 = 0%" in table)
     assert "inference p50/p99 ms" in table
+    missing = subprocess.run([str(BIN), "deploy", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "not a checkpoint directory" in missing.stderr  # before anything starts
 
 
 class DeployProbe(Probe):
