@@ -37,7 +37,7 @@ class FinetuneCLIConfig:
     offline_updates: int = arg(-1, help="updates on the offline data before going online (-1: the method's default)")
     set: list[str] = arg([], help="learner config overrides FIELD=VALUE (over the method's preset)")
     task: str = arg("", help="sim task (default: the robot the checkpoint was trained on)")
-    eval_every: int = arg(1000, help="environment steps between evaluations (plus 4 in the first 10%%)")
+    eval_every: int = arg(1000, help="environment steps between evaluations (plus 4 in the first 10%)")
     eval_episodes: int = arg(10, help="episodes per evaluation (fixed seeds)")
     eval_seed: int = arg(10_000, help="seed of the first evaluation episode")
     interventions: str = arg("none", help="'expert': the scripted expert takes over episodes stuck for --intervene-after steps", choices=("none", "expert"))
