@@ -356,6 +356,17 @@ def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
+def isolate_on_this_host(robot: str | None = None) -> str:
+    """For a twin (``sim_*``, ``mock_*``; or any launch when ``robot`` is None): keep DDS
+    discovery on this host and on a domain of its own, unless the caller set them — a
+    second launch on this host (another demo, a robot already recording) would otherwise
+    answer its services and mix its topics in. Returns the domain id in use."""
+    if robot is None or robot.startswith(("sim_", "mock_")):
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    return os.environ.get("ROS_DOMAIN_ID", "0")
+
+
 def run(file: str | os.PathLike[str], args: dict[str, str], grace_s: float = 5.0) -> int:
     processes = plan(resolve_launch_file(file), args)
     sup = Supervisor(processes, grace_s)

@@ -1,6 +1,7 @@
 """Offline-to-online fine-tuning: the learner side, shared by the Gymnasium path and ROS.
 
-    tuner = Finetuner.from_checkpoint("runs/lift_cql/checkpoint", FinetuneConfig(method="rlpd"), offline=data)
+    config = FinetuneConfig(method="rlpd")
+    tuner = Finetuner(build_learner(load_checkpoint(ckpt).learner, config), config, offline=data)
     action = tuner.explore(obs)                 # robot units; exploration per the method
     tuner.add(obs, action_sent, reward, next_obs, done)
     metrics = tuner.train(n_updates)            # UTD: the caller calls train(utd) per env step
@@ -180,9 +181,7 @@ class Finetuner:
         online_steps: int = 0,
     ) -> None:
         spec = learner.spec
-        if spec.image_keys or spec.obs_horizon != 1:
-            raise ValueError("online fine-tuning supports low-dim observations with obs_horizon 1 for now (the checkpoint uses "
-                             f"cameras {spec.image_keys} / obs_horizon {spec.obs_horizon})")  # fmt: skip
+        self.policy = ExplorationPolicy(learner, seed + 1)  # refuses cameras, frame stacks and chunks
         ratio = config.resolved_offline_ratio
         if offline is None and (ratio is None or ratio > 0):
             raise ValueError(f"method {config.method} samples offline data: pass the store the checkpoint was trained on")
@@ -192,33 +191,16 @@ class Finetuner:
         self.buffer = OnlineBuffer(config.buffer_size, spec.state_dim, spec.action_dim, learner.device)
         self.demos = OnlineBuffer(max(config.buffer_size // 10, 1000), spec.state_dim, spec.action_dim, learner.device)
         self.generator = torch.Generator().manual_seed(seed)
-        self.explore_generator = torch.Generator().manual_seed(seed + 1)
         self.online_steps = online_steps
         self.env_steps = 0
         self.interventions = 0
         self.updates = 0
         self._start_penalty = float(getattr(learner, "uncertainty_penalty", 0.0))
 
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_checkpoint(
-        cls, checkpoint: str | Path, config: FinetuneConfig, offline: OfflineData | None, seed: int = 0, online_steps: int = 0, device: str = "cpu"
-    ) -> Finetuner:
-        from robot_rl.algos.checkpoint import load_checkpoint
-
-        source = load_checkpoint(checkpoint, device=device).learner
-        return cls(build_learner(source, config, seed, device), config, offline, seed=seed, online_steps=online_steps)
-
-    # ------------------------------------------------------------------ acting
-    def state_vector(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        return self.normalizer.state(self.spec.state_vector(obs)[None])[0]
-
-    @torch.no_grad()
-    def explore(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
-        """An action in robot units: the method's exploration (or the policy's mode)."""
-        state = torch.from_numpy(self.state_vector(obs))[None, None].to(self.learner.device)
-        a = self.learner.act(state, None) if deterministic else explore_action(self.learner, state, self.explore_generator)
-        return self.normalizer.unaction(a[0].cpu().numpy())
+    def explore(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """An exploratory action in robot units (the method's exploration). The deterministic
+        policy is ``learner.policy()``."""
+        return self.policy.act(obs)
 
     # ------------------------------------------------------------------ data
     def add(self, obs: dict[str, np.ndarray], action: np.ndarray, reward: float, next_obs: dict[str, np.ndarray], done: bool, source: str = "policy") -> None:
@@ -273,24 +255,34 @@ class Finetuner:
             self.updates += 1
         return metrics
 
+    @property
+    def pending_updates(self) -> int:
+        """Online updates the UTD ratio allows for the transitions so far, not yet done."""
+        if self.warming_up or len(self.buffer) == 0:
+            return 0
+        online_updates = self.updates - self.config.resolved_offline_updates
+        return (self.env_steps - self.config.resolved_warmup) * self.config.utd - online_updates
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One online gradient step on ``batch`` (from ``sample``), with the pessimism annealed to
+        where the online phase is."""
+        end = self.config.resolved_penalty_end
+        if end is not None and hasattr(self.learner, "uncertainty_penalty") and self.online_steps > 0:
+            frac = min(self.env_steps / self.online_steps, 1.0)
+            self.learner.uncertainty_penalty = self._start_penalty + frac * (end - self._start_penalty)
+        metrics = {k: float(v) for k, v in self.learner.update(batch).items()}
+        self.updates += 1
+        return metrics
+
     def train(self, n_updates: int) -> dict[str, float]:
         """``n_updates`` gradient steps on mixed batches (nothing while warming up)."""
-        if self.env_steps < self.config.resolved_warmup or len(self.buffer) == 0:
+        if self.warming_up or len(self.buffer) == 0:
             return {}
-        self._anneal()
         sums: dict[str, float] = {}
         for _ in range(n_updates):
-            for k, v in self.learner.update(self.sample(self.config.batch_size)).items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            self.updates += 1
+            for k, v in self.update(self.sample(self.config.batch_size)).items():
+                sums[k] = sums.get(k, 0.0) + v
         return {k: v / n_updates for k, v in sums.items()}
-
-    def _anneal(self) -> None:
-        end = self.config.resolved_penalty_end
-        if end is None or not hasattr(self.learner, "uncertainty_penalty") or self.online_steps <= 0:
-            return
-        frac = min(self.env_steps / self.online_steps, 1.0)
-        self.learner.uncertainty_penalty = self._start_penalty + frac * (end - self._start_penalty)
 
     @property
     def warming_up(self) -> bool:
@@ -316,8 +308,11 @@ class ExplorationPolicy:
     what the fine-tuning actor runs."""
 
     def __init__(self, learner: Learner, seed: int = 0) -> None:
-        if learner.spec.image_keys or learner.spec.obs_horizon != 1 or learner.action_horizon != 1:
-            raise ValueError("exploration supports low-dim, single-step learners (obs_horizon 1, one action per inference)")
+        spec = learner.spec
+        if spec.image_keys or spec.obs_horizon != 1 or learner.action_horizon != 1:
+            raise ValueError("online fine-tuning supports low-dim observations, obs_horizon 1 and single actions for now "
+                             f"(this checkpoint: cameras {spec.image_keys}, obs_horizon {spec.obs_horizon}, "
+                             f"action_horizon {learner.action_horizon})")  # fmt: skip
         self.learner, self.spec, self.normalizer = learner, learner.spec, learner.normalizer
         self.generator = torch.Generator().manual_seed(seed)
         self.inferences = 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -157,13 +156,9 @@ def _row(summary: dict[str, float]) -> list[str]:
 
 
 def _record_via_ros(cfg: DemoConfig, name: str, robot: Any, path: Path) -> int:
-    from robot_rl.launcher import run
+    from robot_rl.launcher import isolate_on_this_host, run
 
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the demo stays on this host
-    # ... and on a domain of its own: a second launch on this host (another demo, a robot
-    # already recording) would otherwise answer its services and mix its topics in
-    os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-    print(f"      ROS 2 on this host only, domain {os.environ['ROS_DOMAIN_ID']}")
+    print(f"      ROS 2 on this host only, domain {isolate_on_this_host()}")
     config = {f.name: getattr(robot.config, f.name) for f in dataclasses.fields(robot.config)}
     overrides = {k: v for k, v in config.items() if v != getattr(type(robot.config)(), k)}
     args = {

@@ -4,7 +4,6 @@ and print a success table with the control loop's timing."""
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +34,14 @@ class DeployConfig:
 
 def deploy(cfg: DeployConfig) -> int:
     from robot_rl.algos.checkpoint import read_config
-    from robot_rl.launcher import LaunchError, run
+    from robot_rl.launcher import LaunchError, isolate_on_this_host, run
 
     config = read_config(cfg.checkpoint)  # a clear error here, before anything starts
     try:
         json.loads(cfg.robot_config)
     except json.JSONDecodeError as exc:
         raise ValueError(f"--robot-config is not valid JSON: {exc}") from exc
-    if cfg.robot.startswith(("sim_", "mock_")):
-        # a twin stays on this host, on a domain of its own, unless the caller chose one
-        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    isolate_on_this_host(cfg.robot)
     with tempfile.TemporaryDirectory() as tmp:
         summary = cfg.summary or Path(tmp) / "summary.json"
         args = {

@@ -60,7 +60,8 @@ def finetune(cfg: FinetuneCLIConfig) -> int:
 
     from robot_rl.algos.checkpoint import load_checkpoint, save_checkpoint
     from robot_rl.algos.finetune import FinetuneConfig, Finetuner, build_learner, offline_data
-    from robot_rl.envs.online import ExpertRescue, run_online
+    from robot_rl.envs.online import run_online
+    from robot_rl.teleop import ScriptedRescue
 
     if cfg.online_steps <= 0:
         raise ValueError("--online-steps must be positive")
@@ -88,7 +89,7 @@ def finetune(cfg: FinetuneCLIConfig) -> int:
     if not task:
         raise ValueError("the checkpoint does not record its robot: pass --task")
     _, env = sim_evaluator(task, source.spec, 0, cfg.eval_seed)
-    intervention = ExpertRescue(env.robot, after=cfg.intervene_after, seed=cfg.seed) if cfg.interventions == "expert" else None
+    intervention = ScriptedRescue(env.robot, after=cfg.intervene_after, seed=cfg.seed) if cfg.interventions == "expert" else None
     run.mkdir(parents=True, exist_ok=True)
     (run / "finetune_config.json").write_text(json.dumps({**asdict(cfg), "finetune": asdict(ft), "learner": asdict(learner.config)}, indent=2, default=str))
     print(
@@ -130,10 +131,8 @@ def finetune(cfg: FinetuneCLIConfig) -> int:
 
 
 def finetune_ros(cfg: FinetuneCLIConfig) -> int:
-    import os
-
     from robot_rl.algos.checkpoint import read_config
-    from robot_rl.launcher import LaunchError, run
+    from robot_rl.launcher import LaunchError, isolate_on_this_host, run
 
     config = read_config(cfg.checkpoint)
     robot = cfg.task or config["spec"].get("robot", {}).get("name", "")
@@ -142,9 +141,7 @@ def finetune_ros(cfg: FinetuneCLIConfig) -> int:
     out = cfg.out or Path("runs") / f"finetune_{cfg.method}_ros"
     if (out / "online.zarr").exists():
         raise ValueError(f"{out} already holds a fine-tuning run: pass another --out")
-    if robot.startswith(("sim_", "mock_")):
-        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    isolate_on_this_host(robot)
     args = {
         "robot": robot, "checkpoint": str(cfg.checkpoint), "method": cfg.method, "online_steps": str(cfg.online_steps),
         "utd": str(cfg.utd), "batch_size": str(cfg.batch_size), "learner_config": json.dumps(parse_learner_overrides(cfg.set)),

@@ -60,7 +60,7 @@ def sim_evaluator(task: str, spec: Any, episodes: int, seed: int, overrides: lis
         raise KeyError(f"unknown task {task!r}; tasks: {sorted(TASKS)}; robots: {available_robots()}")
     config: dict[str, Any] = {}
     if spec.robot.get("name") == name:
-        config = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(spec.robot.get("config", {})).items()}
+        config = dict(spec.robot.get("config", {}))
     config.update(parse_overrides(name, overrides or []))
     robot = make_robot(name, **config)
     if not isinstance(robot, SimRobot):

@@ -1,6 +1,6 @@
 """Online fine-tuning on a Gymnasium env (no ROS): explore, store, update, evaluate.
 
-    tuner = Finetuner.from_checkpoint(ckpt, FinetuneConfig(method="rlpd"), offline=data, online_steps=5000)
+    tuner = Finetuner(build_learner(source, config), config, offline=data, online_steps=5000)
     history = run_online(tuner, RobotEnv(robot), steps=5000, store=Path("runs/ft/online.zarr"), robot_name="sim_lift")
 
 Every online step is written to an episode store (``source=policy``, or
@@ -8,8 +8,10 @@ Every online step is written to an episode store (``source=policy``, or
 fine-tuning run is itself a dataset. Evaluation episodes (the deterministic policy on
 fixed seeds) are not stored and not trained on.
 
-Interventions: ``intervention(obs, t) -> action | None`` is asked every step; an action
-means a person (or a stand-in: ``ExpertRescue``) takes over for that step.
+Interventions: ``intervention`` is a teleop device (``robot_rl.teleop``) used as in the
+ROS teleop node's ``mode:=intervene``: it sees every observation, and its ``intervene``
+event toggles a takeover (its actions are sent while it has control). ``ScriptedRescue``
+is the stand-in supervisor; a human device works the same way.
 """
 
 from __future__ import annotations
@@ -28,32 +30,7 @@ from robot_rl.data import EpisodeWriter
 from robot_rl.envs.collect import store_schema
 from robot_rl.envs.evaluate import evaluate
 from robot_rl.envs.robot_env import RobotEnv
-from robot_rl.policies import Policy
-
-Intervention = Callable[[dict[str, np.ndarray], int], "np.ndarray | None"]
-
-
-class ExpertRescue:
-    """A stand-in for a human supervisor: when an episode has run ``after`` steps without
-    success, the scripted expert takes over until the episode ends (in a fraction
-    ``probability`` of episodes)."""
-
-    def __init__(self, robot: Any, after: int = 100, probability: float = 1.0, seed: int = 0) -> None:
-        self.robot, self.after, self.probability = robot, after, probability
-        self.rng = np.random.default_rng(seed)
-        self.expert: Policy | None = None
-        self.active = False
-
-    def reset(self, seed: int) -> None:
-        self.expert = self.robot.scripted_expert(noise=0.0, seed=seed)
-        self.expert.reset()
-        self.active = self.rng.random() < self.probability
-
-    def __call__(self, obs: dict[str, np.ndarray], t: int) -> np.ndarray | None:
-        if not self.active or t < self.after or self.expert is None:
-            return None
-        return self.expert.act(obs)
-
+from robot_rl.teleop import Teleop
 
 @dataclass
 class OnlineHistory:
@@ -62,19 +39,6 @@ class OnlineHistory:
     episodes: list[dict[str, Any]] = field(default_factory=list)
     """One row per training episode: env_steps at its end, success, length, interventions."""
     seconds: float = 0.0
-
-
-class _TunerPolicy:
-    """The fine-tuner's current deterministic policy, as a Policy for ``evaluate``."""
-
-    def __init__(self, tuner: Finetuner) -> None:
-        self.tuner = tuner
-
-    def reset(self) -> None:
-        pass
-
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        return self.tuner.explore(obs, deterministic=True)
 
 
 def run_online(
@@ -88,7 +52,7 @@ def run_online(
     eval_episodes: int = 10,
     eval_seed: int = 10_000,
     seed: int = 0,
-    intervention: Intervention | None = None,
+    intervention: Teleop | None = None,
     on_eval: Callable[[dict[str, float]], None] | None = None,
     progress: bool = True,
 ) -> OnlineHistory:
@@ -102,12 +66,14 @@ def run_online(
         writer = EpisodeWriter(store, store_schema(env.robot, robot_name), defaults=defaults)
 
     def run_eval() -> None:
-        result = evaluate(env, _TunerPolicy(tuner), eval_episodes, seed=eval_seed, progress=False).summary()
+        result = evaluate(env, tuner.learner.policy(), eval_episodes, seed=eval_seed, progress=False).summary()
         row = {"env_steps": tuner.env_steps, "updates": tuner.updates, **result}
         history.evals.append(row)
         if on_eval:
             on_eval(row)
 
+    greedy = tuner.learner.policy()  # the deterministic policy (the learner's current weights)
+    intervening = False
     bar = tqdm(total=steps, desc=f"finetune {tuner.config.method}", unit="step", disable=not progress, dynamic_ncols=True)
     episode = 0
     try:
@@ -120,17 +86,22 @@ def run_online(
                 run_eval()
             ep_seed = seed + episode
             obs, _ = env.reset(seed=ep_seed)
-            if isinstance(intervention, ExpertRescue):
-                intervention.reset(ep_seed)
+            greedy.reset()
+            if intervention is not None and hasattr(intervention, "on_reset"):
+                intervention.on_reset(ep_seed)
+                intervening = _toggled(intervention, intervening)
             t, taken_over = 0, 0
             metrics: dict[str, float] = {}
             while True:
-                human = intervention(obs, t) if intervention is not None else None
-                if human is not None:
+                human = intervention.get_action(obs) if intervention is not None else None
+                intervening = _toggled(intervention, intervening)
+                if intervening and human is not None:
                     action, source = human, "intervention"
                     taken_over += 1
+                elif tuner.warming_up and tuner.config.method == "wsrl":  # WSRL's warm-up: the pre-trained policy
+                    action, source = greedy.act(obs), "policy"
                 else:
-                    action, source = tuner.explore(obs, deterministic=tuner.warming_up and tuner.config.method == "wsrl"), "policy"
+                    action, source = tuner.explore(obs), "policy"
                 next_obs, _, terminated, truncated, info = env.step(action)
                 reward = 1.0 if info["success"] else 0.0  # the offline data's sparse success reward
                 sent = info["action_sent"]
@@ -161,3 +132,13 @@ def run_online(
             writer.close()
     history.seconds = time.perf_counter() - t0
     return history
+
+
+def _toggled(device: Teleop | None, intervening: bool) -> bool:
+    """Apply the device's ``intervene`` events (each toggles the takeover)."""
+    if device is None:
+        return False
+    for event in device.events():
+        if event == "intervene":
+            intervening = not intervening
+    return intervening

@@ -65,10 +65,11 @@ def robot_classes(name: str) -> tuple[type[RobotConfig], type[Robot]]:
 
 
 def make_robot(name: str, **overrides: Any) -> Robot:
-    """Build robot ``name`` from its config class with ``overrides`` applied."""
+    """Build robot ``name`` from its config class with ``overrides`` applied. Lists (from JSON:
+    ROS parameters, a recorded ``robot_spec``) become tuples, as configs hold sequences."""
     config_cls, robot_cls = robot_classes(name)
     fields = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise TypeError(f"robot {name!r} has no config field(s) {unknown}; fields: {sorted(fields)}")
-    return robot_cls(config_cls(**overrides))
+    return robot_cls(config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}))

@@ -15,6 +15,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
 SENSOR_QOS = qos_profile_sensor_data
 RELIABLE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -58,6 +59,36 @@ def vector_from_msg(msg: JointState, size: int, names: Sequence[str] | None = No
     if names is not None and msg.name and list(msg.name) != list(names):
         raise ValueError(f"element names {list(msg.name)} do not match {list(names)}")
     return values
+
+
+def command_msg(action: np.ndarray, names: Sequence[str]) -> Float64MultiArray:
+    """A ``commands`` message: the action in the action spec's order, its elements named in
+    ``layout.dim[0].label`` (comma-separated), which the robot node checks."""
+    msg = Float64MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label=",".join(names), size=len(action), stride=len(action))]
+    msg.data = [float(a) for a in action]
+    return msg
+
+
+def transition_msg(state: np.ndarray, action: np.ndarray, task: np.ndarray, next_state: np.ndarray, intervention: bool) -> Float64MultiArray:
+    """A ``transitions`` message, labelled ``transition:<Ds>,<Da>``; data
+    ``[s (Ds), a_sent (Da), reward, success, failure, s' (Ds), intervention]``."""
+    msg = Float64MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label=f"transition:{len(state)},{len(action)}", size=0, stride=0)]
+    data = np.concatenate([state, action, task[:3], next_state, [float(intervention)]])
+    msg.data = [float(v) for v in data]
+    return msg
+
+
+def transition_from_msg(msg: Float64MultiArray, state_dim: int, action_dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """``(s, a_sent, (reward, success, failure), s', intervention)``; ValueError on another layout."""
+    values = np.asarray(msg.data, dtype=np.float64)
+    label = msg.layout.dim[0].label if msg.layout.dim else ""
+    want = f"transition:{state_dim},{action_dim}"
+    if label != want or values.shape != (2 * state_dim + action_dim + 4,):
+        raise ValueError(f"a transition labelled {label!r} with {values.size} values (expected {want})")
+    ds, da = state_dim, action_dim
+    return values[:ds], values[ds : ds + da], values[ds + da : ds + da + 3], values[ds + da + 3 : -1], bool(values[-1] > 0.5)
 
 
 def image_msg(frame: np.ndarray, stamp_ns: int, frame_id: str = "") -> Image:

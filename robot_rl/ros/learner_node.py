@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
-from robot_rl.ros.common import RELIABLE_QOS, RobotRLNode, json_param, run_node
+from robot_rl.ros.common import RELIABLE_QOS, RobotRLNode, json_param, run_node, transition_from_msg
 
 
 class LearnerNode(RobotRLNode):
@@ -106,16 +105,12 @@ class LearnerNode(RobotRLNode):
 
     # ------------------------------------------------------------------ data
     def _on_transition(self, msg: Float64MultiArray) -> None:
-        ds, da = self.state_dim, self.action_dim
-        values = np.asarray(msg.data, dtype=np.float64)
-        label = msg.layout.dim[0].label if msg.layout.dim else ""
-        if label != f"transition:{ds},{da}" or values.shape != (2 * ds + da + 4,):
+        try:
+            state, action, (reward, success, failure), next_state, intervention = transition_from_msg(msg, self.state_dim, self.action_dim)
+        except ValueError as exc:
             self.rejected += 1
-            self.get_logger().warning(f"rejected a transition labelled {label!r} with {values.size} values (expected transition:{ds},{da})", throttle_duration_sec=5.0)
+            self.get_logger().warning(f"rejected {exc}", throttle_duration_sec=5.0)
             return
-        state, action = values[:ds], values[ds : ds + da]
-        reward, success, failure = values[ds + da : ds + da + 3]
-        next_state, intervention = values[ds + da + 3 : -1], values[-1] > 0.5
         r = float(success > 0.5) if self.sparse else float(reward)
         try:
             with self._lock:
@@ -136,20 +131,15 @@ class LearnerNode(RobotRLNode):
             publish_every = int(self.get_parameter("publish_every").value)
             self._publish_weights()
             while not self._stop.is_set():
-                with self._lock:
+                with self._lock:  # the buffer is shared with the transition callback
                     steps = tuner.env_steps
-                    allowed = (steps - tuner.config.resolved_warmup) * tuner.config.utd if not tuner.warming_up else 0
-                    online_updates = tuner.updates - tuner.config.resolved_offline_updates
-                    batch = tuner.sample(tuner.config.batch_size) if online_updates < allowed and len(tuner.buffer) else None
-                    if batch is not None:
-                        tuner._anneal()
+                    batch = tuner.sample(tuner.config.batch_size) if tuner.pending_updates > 0 else None
                 if batch is None:
                     if steps >= self.steps_budget:
                         break
                     time.sleep(0.005)
                     continue
-                self.metrics = {k: float(v) for k, v in tuner.learner.update(batch).items()}
-                tuner.updates += 1
+                self.metrics = tuner.update(batch)
                 if tuner.updates % publish_every == 0:
                     self._publish_weights()
         except Exception as exc:  # surfaced by the executor loop: the node exits non-zero

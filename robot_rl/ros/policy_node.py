@@ -57,7 +57,7 @@ import numpy as np
 from geometry_msgs.msg import Twist
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String, UInt8MultiArray
+from std_msgs.msg import Bool, Float64MultiArray, String, UInt8MultiArray
 from std_srvs.srv import SetBool, Trigger
 
 from robot_rl.data.schema import KeySpec
@@ -66,11 +66,13 @@ from robot_rl.ros.common import (
     RELIABLE_QOS,
     SENSOR_QOS,
     RobotRLNode,
+    command_msg,
     command_qos,
     image_from_msg,
     json_param,
     run_node,
     stamp_to_ns,
+    transition_msg,
     vector_from_msg,
 )
 
@@ -226,7 +228,7 @@ class PolicyNode(RobotRLNode):
             else:
                 self.create_subscription(JointState, f"state/{name}", lambda m, k=name: self._on_vector(k, m), SENSOR_QOS)
         if self.actor:
-            self.transitions = TransitionPublisher(self, obs_spec)
+            self.transitions = TransitionPublisher(self)
         episodes = int(self.get_parameter("episodes").value)
         if episodes > 0:
             if not spec.get("sim"):
@@ -275,12 +277,13 @@ class PolicyNode(RobotRLNode):
             return
         self._acted_stamp = stamp
         obs = {k: v for k, (_, v, _) in self._latest.items()}
+        state = self.learner.spec.state_vector(obs).astype(np.float64) if self.actor else None
         if self.actor:
-            self.transitions.on_observation(stamp, obs)
+            self.transitions.on_observation(stamp, state)
         if self.episode is not None:
             self.episode.on_observation(stamp)
         if self.actor and self.transitions.intervening and self.enabled:
-            self.transitions.acted(stamp, obs, intervention=True)  # the teleop node commands this step
+            self.transitions.acted(stamp, state, intervention=True)  # the teleop node commands this step
             if self.episode is not None:
                 self.episode.steps += 1
             self._last_alive = time.monotonic()
@@ -302,7 +305,7 @@ class PolicyNode(RobotRLNode):
             return
         self._publish(action)
         if self.actor:
-            self.transitions.acted(stamp, obs, intervention=False)
+            self.transitions.acted(stamp, state, intervention=False)
         self.stats.add(t1 - t0, time.monotonic() - arrival)
         self._last_alive = time.monotonic()  # the time spent inferring is not a stall
         if self.episode is not None:
@@ -313,9 +316,7 @@ class PolicyNode(RobotRLNode):
             msg = Twist()
             msg.linear.x, msg.angular.z = float(action[0]), float(action[1])
         else:
-            msg = Float64MultiArray()
-            msg.layout.dim = [MultiArrayDimension(label=",".join(self._names), size=len(action), stride=len(action))]
-            msg.data = [float(a) for a in action]
+            msg = command_msg(action, self._names)
         self._cmd_pub.publish(msg)
 
     # ------------------------------------------------------------------ enable / stale / stall
@@ -386,9 +387,9 @@ class PolicyNode(RobotRLNode):
 
 class TransitionPublisher:
     """Pairs each commanded step with the action the robot sent, its task feedback and the next
-    observation, and publishes it on ``transitions`` (layout in ``transition_layout``)."""
+    observation, and publishes it on ``transitions`` (``common.transition_msg``)."""
 
-    def __init__(self, node: PolicyNode, obs_spec: dict[str, KeySpec]) -> None:
+    def __init__(self, node: PolicyNode) -> None:
         self.node = node
         self.spec = node.learner.spec
         self.sim = bool(node.spec.get("sim"))
@@ -399,7 +400,6 @@ class TransitionPublisher:
         self._sent: OrderedDict[int, np.ndarray] = OrderedDict()
         self._task: OrderedDict[int, np.ndarray] = OrderedDict()
         self._pub = node.create_publisher(Float64MultiArray, "transitions", RELIABLE_QOS)
-        self._label = transition_layout(self.spec.state_dim, self.spec.action_dim)
         node.create_subscription(JointState, "action_sent", self._on_sent, RELIABLE_QOS)
         node.create_subscription(JointState, "task", self._on_task, RELIABLE_QOS)
         node.create_subscription(Bool, "intervention", self._on_intervention, LATCHED_QOS)
@@ -421,15 +421,15 @@ class TransitionPublisher:
             self.node.get_logger().info("a human intervenes: the actor stops commanding" if msg.data else "intervention over: the actor commands again")
         self.intervening = bool(msg.data)
 
-    def acted(self, stamp: int, obs: dict[str, np.ndarray], intervention: bool) -> None:
-        """The step at ``stamp`` was commanded (by the policy, or by a human)."""
-        self._prev = (stamp, self.spec.state_vector(obs).astype(np.float64), intervention)
+    def acted(self, stamp: int, state: np.ndarray, intervention: bool) -> None:
+        """The step at ``stamp`` (low-dim state ``state``) was commanded, by the policy or a human."""
+        self._prev = (stamp, state, intervention)
 
-    def on_observation(self, stamp: int, obs: dict[str, np.ndarray]) -> None:
+    def on_observation(self, stamp: int, state: np.ndarray) -> None:
         """A new observation is the next state of the last commanded step."""
         if self._prev is not None and stamp > self._prev[0]:
-            prev_stamp, state, intervention = self._prev
-            self._waiting.append((prev_stamp, state, self.spec.state_vector(obs).astype(np.float64), intervention))
+            prev_stamp, prev_state, intervention = self._prev
+            self._waiting.append((prev_stamp, prev_state, state, intervention))
             self._prev = None
             self._flush()
 
@@ -439,19 +439,8 @@ class TransitionPublisher:
             if stamp not in self._sent or (self.sim and stamp not in self._task):
                 return
             self._waiting.popleft()
-            task = self._task.get(stamp, np.zeros(3))
-            msg = Float64MultiArray()
-            msg.layout.dim = [MultiArrayDimension(label=self._label, size=0, stride=0)]
-            data = np.concatenate([state, self._sent[stamp], task, next_state, [float(intervention)]])
-            msg.data = [float(v) for v in data]
-            self._pub.publish(msg)
+            self._pub.publish(transition_msg(state, self._sent[stamp], self._task.get(stamp, np.zeros(3)), next_state, intervention))
             self.published += 1
-
-
-def transition_layout(state_dim: int, action_dim: int) -> str:
-    """The label of a transition message: ``transition:<Ds>,<Da>``; its data are
-    ``[s (Ds), a_sent (Da), reward, success, failure, s' (Ds), intervention]``."""
-    return f"transition:{state_dim},{action_dim}"
 
 
 class WeightSwapper:
@@ -514,8 +503,7 @@ class WeightSwapper:
 
         if self._robot is None:
             spec = self.node.spec
-            config = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
-            self._robot = RobotEnv(make_robot(spec["name"], **config))
+            self._robot = RobotEnv(make_robot(spec["name"], **spec["config"]))
         env = self._robot
         policy = learner.policy()
         obs, _ = env.reset(seed=0)
@@ -538,10 +526,8 @@ class WeightSwapper:
         if ready is None:
             return
         t0 = time.monotonic()
-        node = self.node
-        inferences = node.policy.inferences
-        node.learner, node.policy = ready, node._make_policy(ready)
-        node.policy.inferences = inferences
+        # the exploration policy (and its random stream) stays; only its learner changes
+        self.node.learner = self.node.policy.learner = ready
         self.accepted += 1
         self.swap_seconds.append(time.monotonic() - t0)
 

@@ -62,7 +62,7 @@ class RobotNode(RobotRLNode):
         name = self.get_parameter("robot").value
         try:
             overrides = json_param(self, "robot_config", {})
-            self.robot = make_robot(name, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+            self.robot = make_robot(name, **overrides)
             self.robot.connect()
         except (KeyError, TypeError, ValueError, ImportError) as exc:
             return self.fail(f"cannot start robot {name!r}: {exc}")

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
+from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from robot_rl.robots import make_robot
-from robot_rl.ros.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, RobotRLNode, command_qos, json_param, run_node, stamp_to_ns
+from robot_rl.ros.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, RobotRLNode, command_msg, command_qos, json_param, run_node, stamp_to_ns
 from robot_rl.teleop import make_teleop
 
 
@@ -58,7 +58,7 @@ class TeleopNode(RobotRLNode):
         device = self.get_parameter("device").value
         try:
             robot = self.get_parameter("robot").value
-            robot_config = {k: tuple(v) if isinstance(v, list) else v for k, v in json_param(self, "robot_config", {}).items()}
+            robot_config = json_param(self, "robot_config", {})
             kwargs: dict[str, Any]
             self.mode = self.get_parameter("mode").value
             if self.mode not in ("record", "intervene"):
@@ -139,10 +139,7 @@ class TeleopNode(RobotRLNode):
         if action is None or self._events:
             return
         self._acted_stamp = stamp
-        msg_out = Float64MultiArray()
-        msg_out.layout.dim = [MultiArrayDimension(label=",".join(self._names), size=len(action), stride=len(action))]
-        msg_out.data = [float(a) for a in action]
-        self._cmd_pub.publish(msg_out)
+        self._cmd_pub.publish(command_msg(action, self._names))
 
     # ------------------------------------------------------------------ intervene mode
     def _watch(self, stamp: int) -> None:
@@ -153,10 +150,7 @@ class TeleopNode(RobotRLNode):
         action = self.device.get_action({k: v.astype(np.float32) for k, (_, v) in self._latest.items()})
         self._take_events()
         if self.intervening and action is not None:
-            msg_out = Float64MultiArray()
-            msg_out.layout.dim = [MultiArrayDimension(label=",".join(self._names), size=len(action), stride=len(action))]
-            msg_out.data = [float(a) for a in action]
-            self._cmd_pub.publish(msg_out)
+            self._cmd_pub.publish(command_msg(action, self._names))
 
     def _take_events(self) -> None:
         for event in self.device.events():

@@ -144,15 +144,17 @@ class ScriptedTeleop(Teleop):
 class ScriptedRescue(Teleop):
     """A stand-in for a supervisor watching a policy (tests, benchmarks): after ``after``
     steps of an episode without success, the scripted expert takes over (one ``intervene``
-    event) until the next reset. For the teleop node's ``mode:=intervene``.
+    event) until the next reset. For the teleop node's ``mode:=intervene`` and for
+    ``robot_rl.envs.online.run_online``. ``robot``: a registered name, or a SimRobot (its
+    scripted expert is used; nothing is stepped).
     """
 
     usage = "takes over an episode that ran `after` steps"
 
-    def __init__(self, robot: str, robot_config: dict[str, Any] | None = None, after: int = 100, seed: int = 0) -> None:
+    def __init__(self, robot: Any, robot_config: dict[str, Any] | None = None, after: int = 100, seed: int = 0) -> None:
         from robot_rl.robots import SimRobot, make_robot
 
-        sim = make_robot(robot, **(robot_config or {}))
+        sim = make_robot(robot, **(robot_config or {})) if isinstance(robot, str) else robot
         if not isinstance(sim, SimRobot):
             raise TypeError(f"{robot} has no scripted expert (not a sim twin)")
         self._sim, self.after, self.seed = sim, after, seed
