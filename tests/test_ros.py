@@ -208,7 +208,7 @@ def test_malformed_messages_are_rejected_and_counted(base_robot):
     probe.wait_for(lambda: probe.status.get("rejected_messages", 0) >= 25)
     probe.spin(0.6)
     assert probe.status["rejected_messages"] == 25
-    assert probe.status["safety_counts"]["rejected message"] == 25
+    assert probe.status["rejected_by_reason"] == {"wrong length": 10, "non-finite value": 10, "wrong element names": 5}
     assert robot.poll() is None  # still running
     assert all(np.all(np.isfinite(a)) and abs(a[0]) <= 0.5 for _, a in probe.sent)
     probe.drive(0.3, 0.5)

@@ -81,7 +81,7 @@ class CameraNode(RobotRLNode):
                 self.get_logger().error(f"{exc}", throttle_duration_sec=2.0)
                 time.sleep(0.1)
                 continue
-            stamp = self.get_clock().now().nanoseconds
+            stamp = self.stamp_ns()
             if self.compressed:
                 msg = CompressedImage()
                 msg.header.stamp = ns_to_stamp(stamp)

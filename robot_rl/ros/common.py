@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -118,17 +120,45 @@ def json_param(node: LifecycleNode, name: str, default: Any) -> Any:
         raise ValueError(f"parameter {name!r} is not valid JSON: {exc}") from exc
 
 
+class StampClock:
+    """Message stamps (ns): the wall-clock time when the clock was made plus the monotonic
+    time elapsed since. Epoch-like like ROS time, but never steps: a wall-clock jump
+    (NTP step, ``date -s``) after the node started moves neither its stamps nor anything
+    aligned on them. Nodes started on either side of a jump disagree by the jump."""
+
+    def __init__(self) -> None:
+        self._wall0 = time.time_ns()
+        self._mono0 = time.monotonic_ns()
+
+    def now_ns(self) -> int:
+        return self._wall0 + time.monotonic_ns() - self._mono0
+
+
 class RobotRLNode(LifecycleNode):
     """Lifecycle-style node: resources in configure, timers in activate.
 
     With parameter ``autostart`` (default true) the node configures and activates
     itself, since a plain process launch has no lifecycle manager; the standard
     lifecycle services are there for one.
+
+    Timers run on the steady (monotonic) clock and stamps come from ``stamp_ns()``
+    (``StampClock``): rclpy's default ROS-time timers stop firing after the wall clock
+    steps backwards (measured: a 1 h step stalls them for the hour), which would freeze
+    control loops and watchdogs.
     """
 
     def __init__(self, name: str, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
         self.declare_parameter("autostart", True)
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._stamps = StampClock()
+
+    def create_timer(self, timer_period_sec: float, callback: Any, callback_group: Any = None, clock: Clock | None = None, autostart: bool = True) -> Any:
+        return super().create_timer(timer_period_sec, callback, callback_group, clock or self._steady, autostart)
+
+    def stamp_ns(self) -> int:
+        """Stamp for an outgoing message: monotonic, epoch-anchored (see ``StampClock``)."""
+        return self._stamps.now_ns()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # rclpy turns an exception in a transition callback into ERROR without a word: log it

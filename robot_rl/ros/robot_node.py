@@ -10,13 +10,16 @@ Every control period (1 / fps): the latest command (``commands`` or ``cmd_vel``)
 through ``GuardedRobot`` — rejected, clamped, or replaced by the hold action when
 commands are stale or the e-stop is latched — and is sent; then ``action_sent`` is
 published stamped with the observation it was applied in, then the new observation.
-A malformed message is rejected with a counted, logged reason and the node runs on.
+A malformed message (wrong length or element names, a non-finite value) is rejected:
+counted per reason on ``~/status``, logged once per reason, and the node runs on with
+the last valid command (which expires after the command timeout).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -43,8 +46,8 @@ from robot_rl.ros.common import (
 
 
 class RobotNode(RobotRLNode):
-    def __init__(self) -> None:
-        super().__init__("robot")
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("robot", **kwargs)  # kwargs: rclpy Node options (context, parameter_overrides)
         self.declare_parameter("robot", "")
         self.declare_parameter("robot_config", "")
         self.declare_parameter("seed", 0)
@@ -53,7 +56,9 @@ class RobotNode(RobotRLNode):
         self.guard: GuardedRobot | None = None
         self._command: np.ndarray | None = None
         self._command_fresh = False
+        self.received_messages = 0
         self.rejected_messages = 0
+        self.rejected_by_reason: Counter[str] = Counter()
         self._obs_stamp = 0
         self._seed = 0
 
@@ -140,29 +145,34 @@ class RobotNode(RobotRLNode):
         }
 
     # ------------------------------------------------------------------ inputs
-    def _reject(self, why: str) -> None:
+    def _reject(self, reason: str, detail: str) -> None:
+        """Count a rejected message under ``reason``; log the first of each reason."""
         self.rejected_messages += 1
-        self.guard.filter._count(f"rejected message: {why}")
+        self.rejected_by_reason[reason] += 1
+        if self.rejected_by_reason[reason] == 1:
+            self.get_logger().warning(f"rejected message ({reason}): {detail}; further ones are counted on ~/status")
 
     def _on_commands(self, msg: Float64MultiArray) -> None:
+        self.received_messages += 1
         values = np.asarray(msg.data, dtype=np.float64)
         if values.shape != (self._n_action,):
-            self._reject(f"commands has {values.shape[0]} values, expected {self._n_action} ({', '.join(self._action_names)})")
+            self._reject("wrong length", f"commands has {values.shape[0]} values, expected {self._n_action} ({', '.join(self._action_names)})")
             return
         if msg.layout.dim and msg.layout.dim[0].label and msg.layout.dim[0].label not in ("", "commands"):
             labels = msg.layout.dim[0].label.split(",")
             if labels != self._action_names:
-                self._reject(f"commands labelled {labels}, expected {self._action_names}")
+                self._reject("wrong element names", f"commands labelled {labels[:16]}, expected {self._action_names}")
                 return
         self._set_command(values)
 
     def _on_twist(self, msg: Twist) -> None:
+        self.received_messages += 1
         self._set_command(np.array([msg.linear.x, msg.angular.z]))
 
     def _set_command(self, values: np.ndarray) -> None:
         if not np.all(np.isfinite(values)):
             bad = int(np.flatnonzero(~np.isfinite(values))[0])
-            self._reject(f"non-finite value {values[bad]} at index {bad} ({self._action_names[bad]})")
+            self._reject("non-finite value", f"{values[bad]} at index {bad} ({self._action_names[bad]})")
             return  # the robot keeps its last valid command (and times out without new ones)
         self._command = values
         self._command_fresh = True
@@ -212,7 +222,7 @@ class RobotNode(RobotRLNode):
         self._publish_obs(self.guard.observe())
 
     def _publish_obs(self, obs: dict[str, np.ndarray]) -> None:
-        self._obs_stamp = self.get_clock().now().nanoseconds
+        self._obs_stamp = self.stamp_ns()
         for key, value in obs.items():
             if key in self._obs_names:
                 self._pubs[key].publish(vector_msg(value, self._obs_names[key], self._obs_stamp))
@@ -234,7 +244,9 @@ class RobotNode(RobotRLNode):
         status = {
             "robot": self.robot.config.name,
             "estop": self.guard.filter.estopped,
+            "received_messages": self.received_messages,
             "rejected_messages": self.rejected_messages,
+            "rejected_by_reason": dict(self.rejected_by_reason),
             "safety_counts": dict(self.guard.filter.counts),
             "time": time.time(),
         }

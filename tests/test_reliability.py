@@ -1,0 +1,237 @@
+"""Reliability of the robot node under bad input and clock faults (issue #10).
+
+Fuzzed ``commands`` / ``cmd_vel`` messages, in process through the node's real callbacks
+(exact counts) and over real DDS between processes; wall-clock jumps under libfaketime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fuzz_messages import fuzz_command, fuzz_twist
+from test_ros import Probe, read_audit, start, stop
+
+FUZZ = 10_000
+
+
+def in_process_node(robot: str, audit: Path):
+    """The real RobotNode, configured but not spinning: the test calls its callbacks and
+    its control tick directly, so every message is seen (no DDS history drops)."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from robot_rl.ros.robot_node import RobotNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    node = RobotNode(
+        context=ctx,
+        parameter_overrides=[Parameter("robot", value=robot), Parameter("audit_log", value=str(audit)), Parameter("autostart", value=False)],
+    )
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    return node, ctx
+
+
+def check_sent(audit: Path, node, expected_rows: int) -> np.ndarray:
+    """Every action that reached the robot is finite and inside its command bounds."""
+    sent = np.array(list(read_audit(audit).values()))
+    assert len(sent) == expected_rows
+    limits = node.robot.config.safety_limits()
+    assert np.all(np.isfinite(sent))
+    tol = 1e-6  # actions are sent as float32: a bound such as -0.1 rounds to -0.10000000149
+    assert np.all(sent >= np.array(limits.low) - tol) and np.all(sent <= np.array(limits.high) + tol)
+    return sent
+
+
+@pytest.mark.parametrize("robot", ["mock_arm", "mock_base"])
+def test_fuzzed_messages_never_reach_the_robot(robot, tmp_path, capfd):
+    import rclpy
+
+    audit = tmp_path / "audit.txt"
+    node, ctx = in_process_node(robot, audit)
+    rng = np.random.default_rng(0)
+    try:
+        expected: dict[str, int] = {}
+        for i in range(FUZZ):
+            if robot == "mock_base" and i % 2:
+                msg, verdict = fuzz_twist(rng)
+                node._on_twist(msg)
+            else:
+                msg, verdict = fuzz_command(rng, node._action_names)
+                node._on_commands(msg)
+            if verdict is not None:
+                expected[verdict] = expected.get(verdict, 0) + 1
+            assert node.rejected_messages == sum(expected.values()), f"message {i}: {msg} should be {verdict}"
+            node._tick()
+        assert set(expected) >= {"wrong length", "non-finite value"} and min(expected.values()) > 300
+        assert dict(node.rejected_by_reason) == expected
+        assert node.received_messages == FUZZ
+        sent = check_sent(audit, node, FUZZ)
+        # the safety filter's own per-tick rate limit held on every accepted step
+        limits = node.robot.config.safety_limits()
+        steps = np.abs(np.diff(sent, axis=0))
+        holds = [k for k, v in node.guard.filter.counts.items() if "timeout" in k or "holding" in k]
+        if not holds:
+            assert np.all(steps <= np.array(limits.max_delta) + 1e-6)
+        # observations stay finite: nothing bad got through to the (simulated) hardware
+        assert all(np.all(np.isfinite(v)) for v in node.robot.get_observation().values())
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+    # each reason is logged once, with its first example, not once per message
+    err = capfd.readouterr().err
+    for reason in expected:
+        assert len(re.findall(rf"rejected message \({reason}\)", err)) == 1, (reason, err[-2000:])
+
+
+WRONG_TYPES = """
+import time, rclpy
+from std_msgs.msg import Int32MultiArray, String
+from robot_rl.ros.common import command_qos
+rclpy.init()
+node = rclpy.create_node("wrong_types")
+a = node.create_publisher(String, "commands", command_qos(0.3))
+b = node.create_publisher(Int32MultiArray, "cmd_vel", command_qos(0.3))
+for i in range(100):
+    a.publish(String(data="0.5,0.5"))
+    b.publish(Int32MultiArray(data=[1, 1]))
+    time.sleep(0.02)
+print("published", 2 * (i + 1))
+"""
+
+
+@pytest.mark.slow
+def test_fuzz_over_dds_between_processes(tmp_path):
+    """Fuzzed commands and twists from another process, plus publishers of the wrong type
+    on the command topics: the robot node survives, counts what arrived, sends only safe
+    actions, and still obeys a good command afterwards."""
+    audit = tmp_path / "audit.txt"
+    robot = start("robot_rl.ros.robot_node", "-p", "robot:=mock_base", "-p", f"audit_log:={audit}", name="robot")
+    probe = Probe()
+    try:
+        probe.wait_for(lambda: min(p.get_subscription_count() for p in (probe.cmd_vel, probe.commands)) > 0, timeout=30)
+        probe.drive(0.2, 0.3)
+        probe.wait_for(lambda: any(a[0] > 0 for _, a in probe.sent) and "received_messages" in probe.status)
+        received0 = probe.status["received_messages"]
+        # wrong message types on the command topics, from another process (one DDS
+        # participant cannot hold both types): DDS never matches them with the node
+        wrong = subprocess.Popen([sys.executable, "-c", WRONG_TYPES], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        rng = np.random.default_rng(1)
+        sent = {"commands": 0, "twist": 0}
+        invalid: dict[str, int] = {}
+        for i in range(2000):
+            if i % 2:
+                msg, verdict = fuzz_twist(rng)
+                probe.cmd_vel.publish(msg)
+                sent["twist"] += 1
+            else:
+                msg, verdict = fuzz_command(rng, ["v", "omega"])
+                probe.commands.publish(msg)
+                sent["commands"] += 1
+            if verdict:
+                invalid[verdict] = invalid.get(verdict, 0) + 1
+            probe.spin(0.001)
+        probe.spin(1.0)
+        assert wrong.wait(timeout=30) == 0, wrong.stdout.read()
+        assert "published 200" in wrong.stdout.read()
+        assert robot.poll() is None, "the robot node died"
+        status = probe.status
+        received = status["received_messages"] - received0
+        # depth-1 command QoS keeps only the latest message: some may be replaced unseen
+        assert 0.5 * 2000 <= received <= 2000, received
+        for reason, n in status["rejected_by_reason"].items():
+            assert reason in invalid and n <= invalid[reason], (reason, n, invalid)
+        assert status["rejected_messages"] >= 0.3 * sum(invalid.values())
+        actions = np.array([a for _, a in probe.sent])
+        assert np.all(np.isfinite(actions)) and np.all(np.abs(actions) <= np.array([0.5, 1.5]) + 1e-6)
+        mark = time.monotonic()
+        probe.drive(0.3, 0.5)
+        assert any(a[0] > 0 for t, a in probe.sent if t > mark), "the robot no longer obeys a good command"
+    finally:
+        probe.close()
+        stop(robot)
+    out = robot.stdout.read()
+    assert "Traceback" not in out, out[-3000:]
+    for reason in status["rejected_by_reason"]:
+        assert out.count(f"rejected message ({reason})") == 1, out[-3000:]
+    assert np.all(np.isfinite(np.array(list(read_audit(audit).values()))))
+
+
+# ---------------------------------------------------------------------------- clock
+def faketime_env(spec: Path) -> dict[str, str]:
+    """LD_PRELOAD libfaketime (bundled by the libfaketime wheel) so that the process's
+    wall clock follows ``spec`` (an offset such as ``+0`` / ``-3600``, re-read at every
+    call); monotonic clocks stay real."""
+    import libfaketime
+
+    lib = Path(libfaketime.__file__).parent / "vendor" / "libfaketime" / "src" / "libfaketime.so.1"
+    assert lib.exists(), lib
+    return {
+        "LD_PRELOAD": str(lib),
+        "FAKETIME_TIMESTAMP_FILE": str(spec),
+        "FAKETIME_NO_CACHE": "1",
+        "DONT_FAKE_MONOTONIC": "1",
+    }
+
+
+def test_faketime_moves_the_wall_clock_only(tmp_path):
+    spec = tmp_path / "faketime"
+    spec.write_text("-7200\n")
+    code = "import time; print(time.time(), time.monotonic())"
+    env = {**os.environ, **faketime_env(spec)}
+    faked = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    real = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert float(real[0]) - float(faked[0]) == pytest.approx(7200, abs=30)
+    assert float(real[1]) - float(faked[1]) == pytest.approx(0, abs=30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jump", ["-3600", "+3600"])
+def test_a_wall_clock_jump_trips_nothing_and_misses_nothing(jump, tmp_path):
+    """The robot node's wall clock steps by an hour while commands flow: its control loop
+    keeps its rate (ROS-time timers stall after a backward step), stamps keep increasing,
+    commands keep being obeyed (no false timeout), and when commands stop after the step
+    the robot still holds within the command timeout + one period (no missed trip)."""
+    spec = tmp_path / "faketime"
+    spec.write_text("+0\n")
+    env = {**os.environ, **faketime_env(spec)}
+    audit = tmp_path / "audit.txt"
+    robot = subprocess.Popen(
+        [sys.executable, "-m", "robot_rl.ros.robot_node", "--ros-args", "-r", "__node:=robot", "-p", "robot:=mock_base", "-p", f"audit_log:={audit}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
+    )  # fmt: skip
+    probe = Probe()
+    try:
+        probe.wait_for(lambda: probe.cmd_vel.get_subscription_count() > 0, timeout=30)
+        probe.drive(0.3, 1.0)
+        assert any(a[0] > 0 for _, a in probe.sent), "no command got through before the jump"
+        spec.write_text(f"{jump}\n")
+        jumped = time.monotonic()
+        stopped = probe.drive(0.3, 2.0)  # keeps commanding across the step
+        during = [(t, a) for t, a in probe.sent if jumped + 0.3 < t <= stopped]
+        assert len(during) >= 0.6 * 1.7 * 20, f"control loop stalled: {len(during)} actions in 1.7 s at 20 Hz"
+        assert all(a[0] > 0 for _, a in during), "a false timeout: the robot held while commands flowed"
+        probe.spin(1.0)
+        after = [(t, a) for t, a in probe.sent if t > stopped]
+        first_hold = next(t for t, a in after if a[0] == 0.0)
+        # mock_base: command timeout 0.3 s + one 0.05 s period, + 0.1 s for DDS on a busy machine
+        assert first_hold - stopped <= 0.3 + 0.05 + 0.1
+        assert len(after) >= 0.6 * 20, "control loop stalled after the commands stopped"
+    finally:
+        probe.close()
+        stop(robot)
+    stamps = list(read_audit(audit))
+    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)), "stamps went backwards"
+    gaps = np.diff(stamps) / 1e9
+    assert gaps.max() < 0.5, f"a {gaps.max():.1f} s gap in the stamps: they followed the wall clock"
+    out = robot.stdout.read()
+    assert "Traceback" not in out, out[-3000:]
