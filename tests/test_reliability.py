@@ -166,6 +166,29 @@ def test_fuzz_over_dds_between_processes(tmp_path):
     assert np.all(np.isfinite(np.array(list(read_audit(audit).values()))))
 
 
+# ---------------------------------------------------------------------------- disk full
+@pytest.mark.slow
+def test_disk_full_stops_recording_cleanly(tmp_path):
+    """A 3 MB tmpfs (in a private mount namespace) fills while the recorder records camera
+    episodes: the fault is reported within 1 s, recording stops and start is refused, the
+    recorder stays up and exits cleanly, every committed episode reads back, verify passes,
+    and the robot's control loop never notices."""
+    proc = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", sys.executable, str(Path(__file__).parent / "disk_full_run.py"), str(tmp_path / "disk"), "--size", "3m"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(r["committed"]) >= 2 and "No space left on device" in (r["fault"] or ""), r
+    assert r["fault_after_full_s"] is not None and r["fault_after_full_s"] < 1.0
+    assert r["start_after_fault"][0] is False and "store failed" in r["start_after_fault"][1]
+    assert r["robot_alive"] and r["recorder_alive"] and r["recorder_exit"] == 0
+    assert not [line for line in r["recorder_log"] if "Traceback" in line]
+    assert r["episodes_in_store"] == len(r["committed"]) == r["readable"]
+    assert r["verify_ok"], r["verify_errors"]
+    assert r["max_action_gap_s"] < 0.2  # mock arm: 50 Hz, command timeout 0.2 s
+
+
 # ---------------------------------------------------------------------------- clock
 def faketime_env(spec: Path) -> dict[str, str]:
     """LD_PRELOAD libfaketime (bundled by the libfaketime wheel) so that the process's

@@ -9,7 +9,12 @@ hold). A step is assembled once every key has a message at or after its stamp, o
 one control period after it arrived; a key held from an older message counts as a
 drop for that key. Services: ``~/start`` (Trigger), ``~/stop`` (SetBool: data =
 success), ``~/discard`` (Trigger); status JSON on ``~/status``. Episodes are committed
-with ``EpisodeWriter``: a killed recorder loses at most the episode in progress.
+with ``EpisodeWriter``: a killed recorder loses at most the episode in progress (its
+rows flushed every ``flush_every`` steps can be salvaged: ``robot-rl data recover
+--salvage``). When the store cannot be written (disk full, I/O error) the recorder stops
+recording at once: the error is logged and reported as ``fault`` on ``~/status``, the
+episode in progress is dropped, the store is closed with every committed episode intact,
+and ``~/start`` refuses until the recorder is restarted.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 
-from robot_rl.data import SOURCES, EpisodeWriter, KeySpec, StoreError, StoreSchema
+from robot_rl.data import SOURCES, EpisodeWriter, KeySpec, SchemaError, StoreError, StoreSchema
 from robot_rl.ros.common import (
     LATCHED_QOS,
     RELIABLE_QOS,
@@ -63,6 +68,7 @@ class RecorderNode(RobotRLNode):
         self._last_reset_stamp = 0
         self._steps_written = 0
         self.camera_keys: dict[str, KeySpec] = {}
+        self.fault: str | None = None
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         self.out = self.get_parameter("out").value
@@ -109,7 +115,7 @@ class RecorderNode(RobotRLNode):
 
     # ------------------------------------------------------------------ spec -> store
     def _on_spec(self, msg: String) -> None:
-        if self.writer is not None:
+        if self.writer is not None or self.fault is not None:
             return
         try:
             spec = json.loads(msg.data)
@@ -209,9 +215,29 @@ class RecorderNode(RobotRLNode):
                 self.writer.add_step(obs, action, reward=task[0], done=bool(task[1] or task[2]), timestamp=stamp / 1e9)
                 self._steps_written += 1
                 self._intervened_steps += self.intervening
-            except StoreError as exc:
+            except SchemaError as exc:
                 self.get_logger().error(f"step rejected by the store: {exc}")
                 self.rejected += 1
+            except StoreError as exc:  # the store cannot be written (disk full, I/O error)
+                self._store_failed(exc)
+                return
+
+    def _store_failed(self, exc: StoreError) -> None:
+        """Stop recording for good after a failed write; keep what was committed."""
+        self.fault = str(exc)
+        self.recording = False
+        self._pending.clear()
+        writer, self.writer = self.writer, None
+        self.get_logger().error(
+            f"recording stopped: {exc}. Check the store with `robot-rl data verify {self.out}`; "
+            "free space and restart the recorder to record again"
+        )
+        try:
+            writer.update_stats = False  # nothing more to write on a full disk
+            writer.close()  # drops the episode in progress; releases the writer lock
+        except (StoreError, OSError) as close_exc:
+            self.get_logger().warning(f"closing the store after the failure: {close_exc} (the next open tidies it)")
+        self._publish_status()
 
     def _step_at(self, stamp: int) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
         obs: dict[str, np.ndarray] = {}
@@ -232,7 +258,9 @@ class RecorderNode(RobotRLNode):
 
     # ------------------------------------------------------------------ services
     def _on_start(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        if self.writer is None:
+        if self.fault is not None:
+            response.success, response.message = False, f"store failed, not recording: {self.fault}"
+        elif self.writer is None:
             response.success, response.message = False, "waiting for robot_spec from the robot node"
         elif self.recording:
             response.success, response.message = False, "already recording"
@@ -256,6 +284,9 @@ class RecorderNode(RobotRLNode):
             response.success, response.message = False, "not recording"
             return response
         self._assemble(force=True)
+        if self.writer is None:  # the store failed while assembling the last steps
+            response.success, response.message = False, f"store failed, episode not committed: {self.fault}"
+            return response
         self.recording = False
         self._last_reset_stamp = 0
         if self.writer.steps_in_episode == 0:
@@ -267,7 +298,11 @@ class RecorderNode(RobotRLNode):
         self._intervened_steps = 0
         try:
             index = self.writer.end_episode(meta)
+        except SchemaError as exc:
+            response.success, response.message = False, f"commit failed: {exc}"
+            return response
         except StoreError as exc:
+            self._store_failed(exc)
             response.success, response.message = False, f"commit failed: {exc}"
             return response
         response.success, response.message = True, f"committed episode {index} (success={bool(request.data)})"
@@ -295,6 +330,7 @@ class RecorderNode(RobotRLNode):
             "steps_written": self._steps_written,
             "dropped": dict(self.dropped),
             "rejected": self.rejected,
+            "fault": self.fault,
         }
         self._status_pub.publish(String(data=json.dumps(status)))
 
