@@ -149,6 +149,41 @@ def test_a_stopped_or_killed_policy_makes_the_robot_hold(lift_checkpoint):
 
 
 @pytest.mark.slow
+def test_a_wall_clock_step_under_the_policy_trips_nothing(lift_checkpoint, tmp_path):
+    """Robot and policy nodes both see their wall clock step back an hour mid-run: the
+    policy keeps commanding (no false stale trip), and a SIGSTOP after the step still
+    makes the robot hold within the command timeout + one period (no missed trip)."""
+    from test_reliability import faketime_env
+
+    spec = tmp_path / "faketime"
+    spec.write_text("+0\n")
+    env = {**os.environ, **faketime_env(spec)}
+    procs = []
+    for module, name, params in [("robot_node", "robot", ["robot:=sim_lift", "seed:=3"]), ("policy_node", "policy", [f"checkpoint:={lift_checkpoint}"])]:
+        cmd = [sys.executable, "-m", f"robot_rl.ros.{module}", "--ros-args", "-r", f"__node:={name}", *(x for p in params for x in ("-p", p))]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env))
+    robot, policy = procs
+    probe = DeployProbe()
+    try:
+        probe.wait_for(lambda: len(probe.commanded) > 20, timeout=90)
+        spec.write_text("-3600\n")
+        stepped = time.monotonic()
+        probe.spin(2.0)
+        before = [t for t in probe.commanded if stepped - 1.7 < t <= stepped]
+        during = [t for t in probe.commanded if t > stepped + 0.3]
+        # compared with its own rate just before (the machine may be busy): no stall
+        assert len(during) >= 0.6 * len(before) > 0, f"the policy slowed after the step: {len(during)} commands in 1.7 s, {len(before)} before"
+        probe.wait_for(lambda: "stale_events" in probe.policy_status)
+        assert probe.policy_status["stale_events"] == 0 and probe.policy_status["enabled"] is True
+        os.kill(policy.pid, signal.SIGSTOP)
+        assert_holds(probe, "SIGSTOP after a wall-clock step")
+        os.kill(policy.pid, signal.SIGCONT)
+    finally:
+        probe.close()
+        stop(policy, robot)
+
+
+@pytest.mark.slow
 def test_nan_weights_are_refused_before_any_command(lift_checkpoint, tmp_path):
     from robot_rl.algos.checkpoint import CheckpointError, _sha256, load_checkpoint
 
