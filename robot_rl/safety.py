@@ -188,12 +188,14 @@ class SafetyFilter:
         self._logged: set[str] = set()
 
     # ---------------------------------------------------------------- commands
-    def filter(self, requested: Any, obs: Mapping[str, np.ndarray] | None, fresh: bool = True) -> FilterResult:
+    def filter(self, requested: Any, obs: Mapping[str, np.ndarray] | None, fresh: bool = True, received_at: float | None = None) -> FilterResult:
         """Decide what to send for a command.
 
         ``fresh=False`` re-applies a command already received (a control loop running
         faster than its command source): it is filtered again but does not count as a
-        new command, so it cannot hold off the timeout.
+        new command, so it cannot hold off the timeout. ``received_at`` (on ``clock``):
+        when the command arrived, if earlier than now — the timeout counts from there,
+        so a command applied at the next control tick does not gain up to a period.
         """
         if self._estop:
             return self._hold(obs, "e-stop latched")
@@ -209,7 +211,8 @@ class SafetyFilter:
             self._count(r)
         self._last_safe = safe
         if fresh:
-            self._last_accept = self.clock()
+            now = self.clock()
+            self._last_accept = now if received_at is None else min(received_at, now)
         return self._sent(FilterResult(safe, accepted=True, reasons=reasons))
 
     def tick(self, obs: Mapping[str, np.ndarray] | None) -> FilterResult | None:
@@ -222,7 +225,9 @@ class SafetyFilter:
         return None
 
     def _expired(self) -> bool:
-        return self._last_accept is None or self.clock() - self._last_accept > self.limits.command_timeout
+        # expired once the timeout has fully elapsed: checked every control tick, the
+        # robot holds at most one period after the timeout
+        return self._last_accept is None or self.clock() - self._last_accept >= self.limits.command_timeout
 
     def _hold(self, obs: Mapping[str, np.ndarray] | None, why: str) -> FilterResult:
         self._count(why)

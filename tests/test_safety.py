@@ -118,6 +118,24 @@ def test_reject_holds_last_safe_command_and_counts_once_logged(caplog):
     assert sum("rejected" in rec.message for rec in caplog.records) == 1  # logged once per kind
 
 
+def test_timeout_counts_from_the_commands_arrival():
+    """A command applied at the next control tick still expires ``command_timeout`` after it
+    arrived, and at exactly the timeout: checked every tick, the hold comes at most one
+    period after the timeout."""
+    f, clock = make_filter()
+    clock.t = 10.0
+    f.filter([0.05, 0.0], {}, received_at=9.96)  # arrived 40 ms before the tick applied it
+    clock.t = 9.96 + 0.299
+    assert f.tick({}) is None
+    clock.t = 9.96 + 0.3
+    r = f.tick({})
+    assert r is not None and r.holding and "timeout" in r.reasons[0]
+    # an arrival time in the future (another clock) is not trusted beyond now
+    f.filter([0.05, 0.0], {}, received_at=1e9)
+    clock.t += 0.3
+    assert f.tick({}) is not None
+
+
 def test_timeout_on_monotonic_clock_stops_base():
     f, clock = make_filter()
     assert f.tick({}) is not None  # no command yet: hold

@@ -30,13 +30,14 @@ class GuardedRobot:
         self.last_obs = self.robot.get_observation()
         return self.last_obs
 
-    def command(self, requested: Any, fresh: bool = True) -> tuple[np.ndarray, FilterResult]:
+    def command(self, requested: Any, fresh: bool = True, received_at: float | None = None) -> tuple[np.ndarray, FilterResult]:
         """Filter ``requested`` and send the result; returns (action actually sent, decision).
 
         ``fresh=False``: re-apply the last received command (it does not reset the timeout).
+        ``received_at``: when the command arrived (on the filter's clock; default now).
         """
         obs = self.last_obs if self.last_obs is not None else self.observe()
-        result = self.filter.filter(requested, obs, fresh=fresh)
+        result = self.filter.filter(requested, obs, fresh=fresh, received_at=received_at)
         return self._send(result), result
 
     def tick(self) -> tuple[np.ndarray, FilterResult] | None:

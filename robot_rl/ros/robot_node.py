@@ -56,6 +56,7 @@ class RobotNode(RobotRLNode):
         self.guard: GuardedRobot | None = None
         self._command: np.ndarray | None = None
         self._command_fresh = False
+        self._command_at = 0.0
         self.received_messages = 0
         self.rejected_messages = 0
         self.rejected_by_reason: Counter[str] = Counter()
@@ -176,6 +177,7 @@ class RobotNode(RobotRLNode):
             return  # the robot keeps its last valid command (and times out without new ones)
         self._command = values
         self._command_fresh = True
+        self._command_at = self.guard.filter.clock()  # the timeout counts from arrival
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data:
@@ -202,7 +204,7 @@ class RobotNode(RobotRLNode):
     # ------------------------------------------------------------------ control loop
     def _tick(self) -> None:
         if self._command_fresh:
-            sent, decision = self.guard.command(self._command)
+            sent, decision = self.guard.command(self._command, received_at=self._command_at)
         else:
             held = self.guard.tick()  # stale commands or e-stop: hold
             if held is not None:
