@@ -183,6 +183,53 @@ def test_a_wall_clock_step_under_the_policy_trips_nothing(lift_checkpoint, tmp_p
         stop(policy, robot)
 
 
+def test_an_action_ready_after_the_stale_timeout_is_never_sent(lift_checkpoint, tmp_path):
+    """The policy process stops (SIGSTOP, a blocked call) in the middle of an inference: the
+    action computed from the old observation is dropped, not published after the resume,
+    and the policy stays disabled (found by benchmarks/reliability/policy_faults.py: 3 of
+    50 SIGSTOPs let one such command through). In process, through the node's callbacks."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import String
+    from test_reliability import in_process_node
+
+    from robot_rl.ros.common import vector_msg
+    from robot_rl.ros.policy_node import PolicyNode
+
+    robot, robot_ctx = in_process_node("sim_lift", tmp_path / "audit.txt")
+    spec, obs = json.dumps(robot.describe()), robot.guard.observe()
+    robot.destroy_node()
+    rclpy.shutdown(context=robot_ctx)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    node = PolicyNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(lift_checkpoint)), Parameter("autostart", value=False)])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        node._on_spec(String(data=spec))
+        assert node.enabled
+        published = []
+        node._cmd_pub.publish = published.append
+        act = node.policy.act
+
+        def feed(stamp: int) -> None:
+            for key in node._robot_keys:
+                node._on_vector(key, vector_msg(obs[key], [f"{key}_{i}" for i in range(obs[key].size)], stamp))
+
+        feed(1)
+        assert len(published) == 1  # a normal step commands
+        node.policy.act = lambda o: (time.sleep(node.stale_timeout + 0.05), act(o))[1]  # frozen mid-inference
+        feed(2)
+        assert len(published) == 1, "an action computed from a stale observation was published"
+        assert not node.enabled and node.stale_events == 1
+        node.policy.act = act
+        feed(3)
+        assert len(published) == 1  # and it does not resume on its own
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
 @pytest.mark.slow
 def test_nan_weights_are_refused_before_any_command(lift_checkpoint, tmp_path):
     from robot_rl.algos.checkpoint import CheckpointError, _sha256, load_checkpoint

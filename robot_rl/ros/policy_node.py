@@ -106,8 +106,8 @@ class LoopStats:
 
 
 class PolicyNode(RobotRLNode):
-    def __init__(self) -> None:
-        super().__init__("policy")
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("policy", **kwargs)  # kwargs: rclpy Node options (context, parameter_overrides)
         self.declare_parameter("checkpoint", "")
         self.declare_parameter("enabled", True)
         self.declare_parameter("stale_timeout", 0.0)
@@ -299,6 +299,12 @@ class PolicyNode(RobotRLNode):
             self._disable("bad observation")
             return
         t1 = time.monotonic()
+        if t1 - arrival > self.stale_timeout:
+            # the process stopped (SIGSTOP, a blocked call) while inferring, or inference is
+            # slower than the robot's timeout: the observation is too old to act on
+            self.stale_events += 1
+            self._disable(f"the observation was {t1 - arrival:.2f} s old when the action was ready (stale timeout {self.stale_timeout:g} s); call ~/enable to resume")
+            return
         if not np.all(np.isfinite(action)):
             self.get_logger().error(f"policy produced a non-finite action {action}; disabled (the robot holds)")
             self._disable("non-finite action")
