@@ -41,6 +41,10 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or from an incompatible version."""
 
 
+# Formats that unpickle on load (torch.save, pickle, joblib, ...): named in errors, never read.
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+
+
 @dataclass
 class Checkpoint:
     learner: Learner
@@ -134,7 +138,9 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is not a checkpoint directory")
     if not file.is_file():
-        raise CheckpointError(f"{folder} has no config.json: not a robot_rl checkpoint (or an interrupted save)")
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        hint = f" ({', '.join(pickled)}: pickle-based files are never loaded)" if pickled else ""
+        raise CheckpointError(f"{folder} has no config.json: not a robot_rl checkpoint (or an interrupted save){hint}")
     try:
         config = json.loads(file.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -169,7 +175,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     try:
         tensors = load_file(str(model))
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{model} cannot be read: {exc}") from exc
+        raise CheckpointError(f"{model} cannot be read: {exc}{_not_safetensors(model)}") from exc
     check_weights(tensors)
     try:
         learner.load_state_dict(tensors)
@@ -185,7 +191,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
             ckpt.resume_tensors = load_file(str(rfile))
             ckpt.resume = json.loads(rjson.read_text())
         except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{folder}: resume state cannot be read: {exc}") from exc
+            raise CheckpointError(f"{folder}: resume state cannot be read: {exc}{_not_safetensors(rfile)}") from exc
         learner.load_optimizer_state(ckpt.resume_tensors, ckpt.resume["optimizers"])
         torch.set_rng_state(ckpt.resume_tensors["rng.torch"])
         learner.aug_generator.set_state(ckpt.resume_tensors["rng.augment"])
@@ -199,6 +205,22 @@ def check_weights(tensors: dict[str, torch.Tensor]) -> None:
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
             raise CheckpointError(f"weight {name!r} has {bad} non-finite value(s) of {value.numel()}: refusing these weights")
+
+
+def _not_safetensors(path: Path) -> str:
+    """A hint for an error message when ``path`` holds a pickle or a torch.save archive."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return ""
+    if head.startswith(b"\x80"):
+        kind = "a Python pickle"
+    elif head.startswith(b"PK\x03\x04"):
+        kind = "a zip archive (the torch.save format, which holds a pickle)"
+    else:
+        return ""
+    return f" (the file is {kind}: robot_rl reads weights only as safetensors and never unpickles)"
 
 
 def _lists(config: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec, ZstdCodec
 
 from robot_rl.data.errors import CorruptStoreError, SchemaError
 from robot_rl.data.schema import KeySpec, StoreSchema
@@ -92,6 +92,7 @@ def create_meta_arrays(meta: zarr.Group) -> tuple[zarr.Array, zarr.Array]:
         shape=(0,),
         chunks=(META_CHUNK,),
         dtype=str,
+        compressors=[ZstdCodec(level=0), Crc32cCodec()],  # crc32c: a flipped byte fails loudly (stores written before issue #10 have none)
         config=ARRAY_CONFIG,
     )
     return ends, records
@@ -142,7 +143,39 @@ def open_array(group: zarr.Group, name: str, *, key: str | None = None) -> zarr.
         raise CorruptStoreError(f"array '{name}' has unreadable metadata: {exc}", key=key or name) from exc
     if not isinstance(node, zarr.Array):
         raise CorruptStoreError(f"'{name}' is not an array", key=key or name)
+    if node.ndim < 1 or node.chunks[0] < 1 or tuple(node.chunks[1:]) != tuple(node.shape[1:]):
+        # Every path below (chunk_file, first_missing_chunk, chunk-by-chunk reads) relies
+        # on time being the only chunked axis, with at least one row per chunk.
+        raise CorruptStoreError(
+            f"array '{name}' has chunk shape {tuple(node.chunks)} for shape {tuple(node.shape)}; "
+            "robot_rl writes whole steps per chunk (chunked along time only)",
+            key=key or name,
+        )
     return node.with_config(ARRAY_CONFIG)
+
+
+def check_meta_chunks(root: Path, name: str, arr: zarr.Array) -> None:
+    """Raise when a chunk file of metadata array ``name`` (``meta/episode_ends``,
+    ``meta/episodes``) is missing: zarr would read its fill value, which for the commit
+    marker silently means "no episodes" (and a recovery would then truncate the data).
+
+    The one legitimate gap: a writer that died between resizing the array by one entry
+    and writing it leaves the last chunk unwritten when that entry starts a new chunk.
+    """
+    n = int(arr.shape[0])
+    per = int(arr.chunks[0])
+    n_chunks = (n + per - 1) // per
+    for chunk in range(n_chunks):
+        if root.joinpath(*name.split("/"), "c", str(chunk)).is_file():
+            continue
+        if chunk == n_chunks - 1 and n - chunk * per == 1:
+            continue  # an interrupted append (its entry is uncommitted)
+        raise CorruptStoreError(
+            f"chunk file is missing (deleted?): {n - chunk * per if chunk == n_chunks - 1 else per} "
+            "entries would read as fill values",
+            key=name,
+            chunk=chunk,
+        )
 
 
 def committed_prefix(ends: np.ndarray, max_rows: int) -> int:

@@ -78,6 +78,8 @@ def recover_locked(root_dir: Path, salvage: bool = False) -> RecoveryReport:
     arrays = {k: layout.open_array(root, f"{layout.DATA}/{k}", key=k) for k in schema.keys}
     ends_arr = layout.open_array(root, layout.EPISODE_ENDS)
     records_arr = layout.open_array(root, layout.EPISODES)
+    layout.check_meta_chunks(root_dir, layout.EPISODE_ENDS, ends_arr)  # else all data looks uncommitted
+    layout.check_meta_chunks(root_dir, layout.EPISODES, records_arr)
     meta = root[layout.META]
     assert isinstance(meta, zarr.Group)
     try:
@@ -88,6 +90,13 @@ def recover_locked(root_dir: Path, salvage: bool = False) -> RecoveryReport:
     data_rows = min(a.shape[0] for a in arrays.values())
     n_committed = layout.committed_prefix(raw_ends, data_rows)
     n_records = records_arr.shape[0]
+    if raw_ends.size - n_committed > 1 or n_records - n_committed > 1:
+        raise CorruptStoreError(
+            f"{n_committed} committed episodes, then {raw_ends.size - n_committed} commit mark(s) and "
+            f"{n_records - n_committed} record(s) that are not valid; a crash leaves at most one of each, so the "
+            "commit marker is damaged: not truncating (restore meta/episode_ends from a backup)",
+            key=layout.EPISODE_ENDS,
+        )
     if n_records < n_committed:
         raise CorruptStoreError(
             f"{n_committed} committed episodes but only {n_records} records; cannot recover automatically",

@@ -48,10 +48,13 @@ class KeySpec:
     high: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        try:
+            object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SchemaError(f"shape {self.shape!r} must be a sequence of integers") from exc
         try:
             dt = np.dtype(self.dtype)
-        except TypeError as exc:
+        except (TypeError, ValueError, SyntaxError) as exc:
             raise SchemaError(f"unknown dtype {self.dtype!r}") from exc
         if dt.kind not in "biuf":
             raise SchemaError(f"dtype {self.dtype!r} is not supported (use bool, int, uint or float)")
@@ -87,18 +90,49 @@ class KeySpec:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> KeySpec:
+    def from_json(cls, data: Any) -> KeySpec:
+        """A spec from its JSON form; :class:`SchemaError` saying which field is wrong."""
+        if not isinstance(data, Mapping):
+            raise SchemaError(f"a key spec must be a JSON object, got {_short(data)}")
+        missing = [f for f in ("shape", "dtype") if f not in data]
+        if missing:
+            raise SchemaError(f"key spec {_short(data)} has no {' or '.join(missing)}")
+        shape, dtype, units = data["shape"], data["dtype"], data.get("units", "")
+        if not isinstance(shape, (list, tuple)) or not all(_is_int(s) for s in shape):
+            raise SchemaError(f"shape must be a list of integers, got {_short(shape)}")
+        if not isinstance(dtype, str):
+            raise SchemaError(f"dtype must be a string, got {_short(dtype)}")
+        if not isinstance(units, str):
+            raise SchemaError(f"units must be a string, got {_short(units)}")
+        optional: dict[str, tuple[Any, ...] | None] = {}
+        for attr, ok, what in (("names", _is_str, "strings"), ("low", _is_real, "numbers"), ("high", _is_real, "numbers")):
+            value = data.get(attr)
+            if value is not None and (not isinstance(value, (list, tuple)) or not all(ok(v) for v in value)):
+                raise SchemaError(f"{attr} must be a list of {what}, got {_short(value)}")
+            optional[attr] = tuple(value) if value is not None else None
         try:
-            return cls(
-                shape=tuple(data["shape"]),
-                dtype=str(data["dtype"]),
-                units=str(data.get("units", "")),
-                names=tuple(data["names"]) if data.get("names") is not None else None,
-                low=tuple(data["low"]) if data.get("low") is not None else None,
-                high=tuple(data["high"]) if data.get("high") is not None else None,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SchemaError(f"malformed key spec {dict(data)!r}: {exc}") from exc
+            return cls(shape=tuple(shape), dtype=dtype, units=units, **optional)
+        except SchemaError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SchemaError(f"malformed key spec {_short(data)}: {exc}") from exc
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _builtin_specs() -> dict[str, KeySpec]:
@@ -188,21 +222,38 @@ class StoreSchema:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> StoreSchema:
+    def from_json(cls, data: Any) -> StoreSchema:
+        """A schema from its JSON form (a store's attributes); :class:`SchemaError` naming
+        the field or key that is wrong."""
+        if not isinstance(data, Mapping):
+            raise SchemaError(f"a store schema must be a JSON object, got {_short(data)}")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION or isinstance(version, bool):
             raise SchemaError(
-                f"store schema version {version!r} is not supported (this robot_rl reads {SCHEMA_VERSION})"
+                f"store schema version {_short(version)} is not supported (this robot_rl reads {SCHEMA_VERSION})"
             )
+        raw_keys, fps = data.get("keys"), data.get("fps")
+        if not isinstance(raw_keys, Mapping):
+            raise SchemaError(f"store schema 'keys' must be a JSON object, got {_short(raw_keys)}")
+        if not _is_real(fps):
+            raise SchemaError(f"store schema 'fps' must be a number, got {_short(fps)}")
+        for attr in ("robot", "calibration"):
+            if data.get(attr) is not None and not isinstance(data[attr], Mapping):
+                raise SchemaError(f"store schema '{attr}' must be a JSON object, got {_short(data[attr])}")
+        keys = {}
+        for k, v in raw_keys.items():
+            try:
+                keys[str(k)] = KeySpec.from_json(v)
+            except SchemaError as exc:
+                raise SchemaError(f"key {str(k)!r}: {exc}") from exc
         try:
-            keys = {str(k): KeySpec.from_json(v) for k, v in dict(data["keys"]).items()}
             return cls(
                 keys=keys,
-                fps=float(data["fps"]),
+                fps=float(fps),
                 robot=dict(data.get("robot") or {}),
                 calibration=dict(data.get("calibration") or {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             if isinstance(exc, SchemaError):
                 raise
             raise SchemaError(f"malformed store schema: {exc}") from exc

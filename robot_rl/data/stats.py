@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from robot_rl.data.schema import StoreSchema
     from robot_rl.data.store import EpisodeStore
 
 Stats = dict[str, np.ndarray]
@@ -63,5 +64,34 @@ def stats_to_json(stats: dict[str, Stats]) -> dict[str, Any]:
     return {key: {name: np.asarray(v).tolist() for name, v in s.items()} for key, s in stats.items()}
 
 
-def stats_from_json(data: dict[str, Any]) -> dict[str, Stats]:
-    return {key: {name: np.asarray(v) for name, v in s.items()} for key, s in data.items()}
+def stats_from_json(data: Any, schema: StoreSchema | None = None) -> dict[str, Stats]:
+    """Stats from their JSON form; ``ValueError`` when malformed (a damaged cache).
+
+    With ``schema``, every key must be one of its keys and every statistic numeric and
+    shaped like the key (per channel for images; ``count`` a scalar).
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"stats must be a mapping of keys, got {type(data).__name__}")
+    out: dict[str, Stats] = {}
+    for key, s in data.items():
+        if not isinstance(s, dict):
+            raise ValueError(f"stats of {key!r} must be a mapping, got {type(s).__name__}")
+        spec = None
+        if schema is not None:
+            if key not in schema.keys:
+                raise ValueError(f"stats for unknown key {key!r}")
+            spec = schema.keys[key]
+        out[key] = {}
+        for name, v in s.items():
+            try:
+                arr = np.asarray(v)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"stats {key!r}.{name} is not an array: {exc}") from exc
+            if arr.dtype.kind not in "biuf":
+                raise ValueError(f"stats {key!r}.{name} is not numeric ({arr.dtype})")
+            if spec is not None:
+                want = () if name == "count" else (spec.shape[-1],) if spec.is_image else spec.shape
+                if arr.shape != want:
+                    raise ValueError(f"stats {key!r}.{name} has shape {arr.shape}, expected {want}")
+            out[key][name] = arr
+    return out

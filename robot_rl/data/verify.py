@@ -1,8 +1,9 @@
 """Full integrity check of a store: every committed chunk of every key is read.
 
-Errors (the store cannot be trusted as is): unreadable metadata or schema, missing or
-undecodable chunks, non-finite floats, timestamps going backwards, episode records
-that disagree with the commit marker. Warnings (readers are fine, ``recover`` tidies):
+Errors (the store cannot be trusted as is): unreadable metadata or schema, a data type or
+codec robot_rl does not write (see ``store.check_format``), missing or undecodable chunks,
+symlinks leading outside the store, non-finite floats, timestamps going backwards,
+episode records that disagree with the commit marker. Warnings (readers are fine, ``recover`` tidies):
 an uncommitted tail left by a writer that died, zarr temp files.
 """
 
@@ -50,9 +51,23 @@ def verify(path: str | os.PathLike[str], progress: bool = False) -> VerifyReport
             f"{store.uncommitted_rows} uncommitted rows after the last episode (a writer is running or died); "
             "`robot-rl data recover` truncates or salvages them"
         )
+    if store._uncommitted_ends > 1 or store._uncommitted_records > 1:
+        # a writer that died leaves at most one unfinished commit mark and one record past
+        # the committed episodes: more means the marker was damaged and hides episodes
+        report.errors.append(
+            f"key '{layout.EPISODE_ENDS}': {len(store)} committed episodes, then {store._uncommitted_ends} commit mark(s) "
+            f"and {store._uncommitted_records} record(s) that are not valid (a crash leaves at most one of each): "
+            f"the commit marker is damaged at episode {len(store)}"
+        )
     partial = layout.partial_files(store.path)
     if partial:
         report.warnings.append(f"{len(partial)} temp file(s) from interrupted writes, e.g. {partial[0]}")
+    outside = links_outside(store.path)
+    if outside:
+        report.errors.append(
+            f"{len(outside)} symlink(s) lead outside the store, e.g. {outside[0]} -> {os.path.realpath(outside[0])}: "
+            "robot_rl writes plain files; copy the data into the store"
+        )
 
     lengths = store.episode_lengths
     for i, record in enumerate(store.records):
@@ -104,6 +119,19 @@ def verify(path: str | os.PathLike[str], progress: bool = False) -> VerifyReport
         except CorruptStoreError:
             pass  # already reported per chunk
     return report
+
+
+def links_outside(root: Path) -> list[Path]:
+    """Symlinks under ``root`` whose target is not inside it (zarr.json cannot name a path
+    outside the store; a link on disk can)."""
+    top = os.path.realpath(root)
+    found = []
+    for folder, dirs, files in os.walk(root):  # does not descend into linked folders
+        for name in dirs + files:
+            path = Path(folder, name)
+            if path.is_symlink() and os.path.commonpath([top, os.path.realpath(path)]) != top:
+                found.append(path)
+    return sorted(found)
 
 
 def _blocks(store: EpisodeStore, key: str, min_rows: int = 256) -> list[tuple[int, int, int]]:
