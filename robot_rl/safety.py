@@ -69,25 +69,68 @@ class SafetyLimits:
     ee_pos_key: str = "eef_pos"
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
+        if not isinstance(self.mode, str) or self.mode not in MODES:
             raise ValueError(f"safety mode {self.mode!r} is not one of {MODES}")
-        n = len(self.low)
-        if len(self.high) != n or n == 0:
+        low = _vector("low", self.low)
+        high = _vector("high", self.high)
+        n = len(low)
+        if len(high) != n or n == 0:
             raise ValueError("low and high must have the same, non-zero length")
-        if any(not np.isfinite(v) for v in (*self.low, *self.high)) or any(lo > hi for lo, hi in zip(self.low, self.high, strict=True)):
+        if not (np.isfinite(low).all() and np.isfinite(high).all()) or (low > high).any():
             raise ValueError(f"limits must be finite with low <= high: {self.low} / {self.high}")
-        if self.max_delta is not None and (len(self.max_delta) != n or min(self.max_delta) <= 0):
-            raise ValueError("max_delta needs one positive value per action element")
-        if not (self.dt > 0 and self.command_timeout > 0):
-            raise ValueError("dt and command_timeout must be positive")
-        if self.mode == "joint_position" and self.joint_velocity is not None and len(self.joint_velocity) > n:
-            raise ValueError("more joint velocity limits than action elements")
+        if self.max_delta is not None:
+            max_delta = _vector("max_delta", self.max_delta)
+            if len(max_delta) != n or not (np.isfinite(max_delta).all() and (max_delta > 0).all()):
+                raise ValueError("max_delta needs one positive value per action element")
+        if not (_positive(self.dt) and _positive(self.command_timeout)):
+            raise ValueError(f"dt and command_timeout must be positive and finite, got {self.dt!r} / {self.command_timeout!r}")
+        if self.joint_velocity is not None:
+            velocity = _vector("joint_velocity", self.joint_velocity)
+            if self.mode == "joint_position" and len(velocity) > n:
+                raise ValueError("more joint velocity limits than action elements")
+            if not (np.isfinite(velocity).all() and (velocity > 0).all()):
+                raise ValueError(f"joint velocity limits must be positive and finite, got {self.joint_velocity}")
+        for attr in ("joint_pos_key", "ee_pos_key"):
+            if not isinstance(getattr(self, attr), str):
+                raise ValueError(f"{attr} must be an observation name, got {getattr(self, attr)!r}")
         if self.mode == "ee_delta" and (self.workspace_low is None or self.workspace_high is None):
             raise ValueError("ee_delta mode needs a workspace box")
+        if self.mode == "ee_delta" and n < 3:
+            raise ValueError(f"ee_delta mode needs at least 3 action elements (the position delta), got {n}")
+        if self.workspace_low is not None or self.workspace_high is not None:
+            wlo = _vector("workspace_low", self.workspace_low if self.workspace_low is not None else (0.0,) * 3)
+            whi = _vector("workspace_high", self.workspace_high if self.workspace_high is not None else (0.0,) * 3)
+            if len(wlo) != 3 or len(whi) != 3 or not (np.isfinite(wlo).all() and np.isfinite(whi).all()) or (wlo > whi).any():
+                raise ValueError(f"the workspace box needs 3 finite values per corner, low <= high: {self.workspace_low} / {self.workspace_high}")
+        scale = _vector("ee_delta_scale", self.ee_delta_scale)
+        if len(scale) != 3 or not (np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(f"ee_delta_scale needs 3 positive values, got {self.ee_delta_scale}")
 
     @property
     def size(self) -> int:
         return len(self.low)
+
+
+def _vector(name: str, value: Any) -> np.ndarray:
+    """A limit as a 1-D float array; ValueError naming it when it is not a list of numbers."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise ValueError(f"{name} must be a list of numbers, got {value!r}")
+    if any(isinstance(v, (bool, np.bool_)) for v in value):
+        raise ValueError(f"{name} must be a list of numbers, got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"{name} must be a list of numbers, got {value!r}") from exc
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a flat list of numbers, got {value!r}")
+    return arr
+
+
+def _positive(value: Any) -> bool:
+    try:
+        return not isinstance(value, (bool, str)) and bool(np.isfinite(value) and value > 0)
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def apply_limits(
@@ -101,7 +144,7 @@ def apply_limits(
     n = limits.size
     try:
         a = np.asarray(requested, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None, [f"rejected: not a numeric vector ({type(requested).__name__})"]
     if a.shape != (n,):
         return None, [f"rejected: shape {a.shape}, expected ({n},)"]

@@ -89,7 +89,7 @@ def test_launch_files_are_yaml_launch_format():
         assert isinstance(doc, dict) and isinstance(doc.get("launch"), list), path
         for action in doc["launch"]:
             (kind,) = action.keys()
-            assert kind in {"arg", "let", "node", "executable", "include", "group"}, (path, kind)
+            assert kind in {"arg", "let", "node", "executable", "include", "group", "set_env"}, (path, kind)  # all ros2 launch YAML actions
 
 
 def test_data_layer_imports_no_ros_sim_or_torch(tmp_path):

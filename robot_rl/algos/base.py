@@ -13,6 +13,7 @@ the paper) and ``<Algo>(Learner)`` with ``build()`` (networks, optimisers) and
 from __future__ import annotations
 
 import dataclasses
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from torch import nn
 from robot_rl.algos.data import LearnerSpec
 from robot_rl.algos.nets import ObsEncoder
 from robot_rl.algos.normalize import Normalizer
+from robot_rl.typecheck import check_value
 
 
 @dataclass
@@ -67,29 +69,33 @@ def learner_class(name: str) -> type[Learner]:
 
 
 def make_config(name: str, overrides: dict[str, Any] | None = None) -> LearnerConfig:
-    """The algorithm's config with ``overrides`` (unknown fields are an error)."""
+    """The algorithm's config with ``overrides`` (unknown fields are an error).
+
+    Values are checked against the field types (``ValueError`` naming the field: a number,
+    an integer, true/false, a string, a list of integers; numbers must be finite).
+    """
     cls = learner_class(name).config_class
     overrides = dict(overrides or {})
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - set(known))
+    unknown = sorted(str(k) for k in set(overrides) - set(known))
     if unknown:
         raise ValueError(f"{name} has no config field(s) {unknown}; fields: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
     for key, value in overrides.items():
         default = getattr(cls(), key)
         if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
             try:  # YAML 1.1 reads 1e-3 (no dot) as a string
-                overrides[key] = float(value) if isinstance(default, float) else int(value)
+                value = float(value) if isinstance(default, float) else int(value)
             except ValueError:
                 pass
-    config = cls(**overrides)
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        default = getattr(cls(), f.name)
-        if isinstance(default, list) and not isinstance(value, list):
-            raise ValueError(f"{name}.{f.name} must be a list like {default}, got {value!r}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{name}.{f.name} must be a number, got {value!r}")
-    return config
+        try:
+            overrides[key] = check_value(f"{name}.{key}", value, hints[key])
+        except TypeError as exc:
+            raise ValueError(str(exc)) from exc
+    try:
+        return cls(**overrides)
+    except TypeError as exc:
+        raise ValueError(f"{name}: invalid config: {exc}") from exc
 
 
 def make_learner(

@@ -29,7 +29,10 @@ def parse_overrides(robot_name: str, items: list[str]) -> dict[str, Any]:
         if not sep or key not in hints:
             fields = sorted(f.name for f in dataclasses.fields(config_cls))
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {fields}")
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
         out[key] = tuple(value) if isinstance(value, list) else value
     return out
 

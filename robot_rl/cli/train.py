@@ -27,7 +27,10 @@ def parse_learner_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. expectile=0.8 or hidden=[512,512]")
-        out[key.strip()] = yaml.safe_load(raw)
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
     return out
 
 
@@ -36,8 +39,10 @@ def load_yaml_config(path: Path | None) -> dict[str, Any]:
         return {}
     try:
         data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    except OSError as exc:  # FileNotFoundError, IsADirectoryError, PermissionError...
+        raise ValueError(f"{path}: cannot read the config: {exc}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

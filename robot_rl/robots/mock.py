@@ -33,6 +33,11 @@ class MockArmConfig(RobotConfig):
     command_timeout: float = 0.2
     success_tol: float = 0.05
 
+    def __post_init__(self) -> None:
+        for name in ("joint_low", "joint_high", "joint_velocity"):
+            if len(getattr(self, name)) != N_JOINTS:
+                raise ValueError(f"{name} needs {N_JOINTS} values, got {getattr(self, name)!r}")
+
     def safety_limits(self) -> SafetyLimits:
         return SafetyLimits(
             mode="joint_position",

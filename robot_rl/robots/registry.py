@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from robot_rl.robots.base import Robot, RobotConfig
+from robot_rl.typecheck import check_value
 
 _ROBOTS: dict[str, tuple[type[RobotConfig], type[Robot]]] = {}
 _LAZY: dict[str, str] = {}
@@ -66,10 +68,36 @@ def robot_classes(name: str) -> tuple[type[RobotConfig], type[Robot]]:
 
 def make_robot(name: str, **overrides: Any) -> Robot:
     """Build robot ``name`` from its config class with ``overrides`` applied. Lists (from JSON:
-    ROS parameters, a recorded ``robot_spec``) become tuples, as configs hold sequences."""
-    config_cls, robot_cls = robot_classes(name)
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(overrides) - fields)
+    ROS parameters, a recorded ``robot_spec``) become tuples, as configs hold sequences.
+
+    Raises ``KeyError`` (unknown robot), ``TypeError`` (unknown field, wrong type) or
+    ``ValueError`` (a value out of range, limits the safety filter rejects), each naming
+    the robot and the field; ``ImportError`` when the robot's extra is not installed.
+    """
+    config = make_robot_config(name, **overrides)
+    _, robot_cls = robot_classes(name)
+    return robot_cls(config)
+
+
+def make_robot_config(name: str, **overrides: Any) -> RobotConfig:
+    """The config of robot ``name`` with ``overrides`` checked against the field types and
+    applied, and its safety limits checked (see :func:`make_robot`); builds no robot."""
+    config_cls, _ = robot_classes(name)
+    fields = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    unknown = sorted(str(k) for k in set(overrides) - fields)
     if unknown:
         raise TypeError(f"robot {name!r} has no config field(s) {unknown}; fields: {sorted(fields)}")
-    return robot_cls(config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}))
+    hints = typing.get_type_hints(config_cls)
+    values = {k: check_value(f"robot {name!r} config field {k!r}", v, hints.get(k, Any)) for k, v in overrides.items()}
+    try:
+        config = config_cls(**values)
+        if not config.fps > 0:
+            raise ValueError(f"config field 'fps' must be positive, got {config.fps!r}")
+        config.safety_limits()  # the limits every command passes must be valid for this config
+    except TypeError as exc:
+        raise TypeError(f"robot {name!r}: invalid config: {exc}") from exc
+    except (ValueError, ArithmeticError) as exc:
+        raise ValueError(f"robot {name!r}: invalid config: {exc}") from exc
+    return config
+
+
