@@ -1,6 +1,6 @@
 """Policy faults: SIGSTOP / SIGKILL of the policy node while it drives the Lift twin.
 
-    .venv/bin/python benchmarks/reliability/policy_faults.py --faults 100
+    .venv/bin/python benchmarks/reliability/policy_faults.py --faults 100 --tag _run1
 
 A robot node (sim_lift) and a policy node (a BC checkpoint; trained here on scripted
 demonstrations if --checkpoint is not given) run over real DDS. Each fault alternates
@@ -54,11 +54,8 @@ def main() -> int:
     ap.add_argument("--faults", type=int, default=100)
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/reliability/policy_faults"))
-    ap.add_argument("--transport", default="", help="FASTDDS_BUILTIN_TRANSPORTS for every process (default: Fast DDS's, shared memory + UDP)")
     ap.add_argument("--tag", default="", help="suffix of the output JSON")
     args = ap.parse_args()
-    if args.transport:
-        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = args.transport
     from std_msgs.msg import Float64MultiArray
     from std_srvs.srv import SetBool, Trigger
 
@@ -151,7 +148,6 @@ def main() -> int:
         "bound_s": bound,
         "robot_max_tick_gap_s": max((f["robot_max_tick_gap_s"] or 0) for f in faults) if faults else None,
         "robot_tick_gaps_over_2_periods": sum((f["robot_max_tick_gap_s"] or 0) > 2 * PERIOD for f in faults),
-        "transport": args.transport or "default (SHM + UDPv4)",
         "minutes": (time.monotonic() - t0) / 60,
     }
     (args.out.parent / f"policy_faults{args.tag}.json").write_text(json.dumps({"summary": summary, "faults": faults}, indent=1, default=float))

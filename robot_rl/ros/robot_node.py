@@ -18,7 +18,6 @@ the last valid command (which expires after the command timeout).
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from typing import Any
@@ -257,11 +256,6 @@ class RobotNode(RobotRLNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    # UDP only, no shared memory: a subscriber frozen while it holds a lock on Fast DDS's
-    # shared-memory transport (SIGSTOP, a debugger) blocked this node's control loop for
-    # as long as it stayed frozen (3-4% of policy SIGSTOPs; over UDP 0 of 50, see
-    # benchmarks/RESULTS.md). Set FASTDDS_BUILTIN_TRANSPORTS to override.
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
     return run_node(RobotNode, args)
 
 
