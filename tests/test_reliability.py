@@ -109,6 +109,36 @@ print("published", 2 * (i + 1))
 """
 
 
+def test_the_hold_watchdog_holds_the_robot_when_the_control_tick_stalls(tmp_path):
+    """The executor stops running the control tick (blocked in a DDS call: ~1 s stalls
+    were measured in benchmarks/reliability/policy_faults.py): the watchdog thread still
+    holds the robot within the command timeout + one period of the last command."""
+    import rclpy
+
+    audit = tmp_path / "audit.txt"
+    node, ctx = in_process_node("mock_base", audit)
+    try:
+        period, timeout = 1.0 / node.robot.config.fps, node.robot.config.safety_limits().command_timeout
+        node.start_hold_watchdog()
+        msg = fuzz_twist(np.random.default_rng(0))[0]
+        msg.linear.x, msg.angular.z = 0.3, 0.0
+        arrived = node.stamp_ns()
+        node._on_twist(msg)
+        node._tick()  # the command is applied; then the tick stops running
+        time.sleep(timeout + 4 * period)
+        lines = [(int(stamp), np.array(v, dtype=float)) for stamp, *v in (line.split() for line in audit.read_text().splitlines())]
+        assert lines[0][1][0] > 0  # the command moved the base
+        holds = [stamp for stamp, a in lines[1:] if np.all(a == 0.0)]
+        assert holds, "the watchdog never held the robot"
+        assert (holds[0] - arrived) / 1e9 <= timeout + period + 0.02  # 20 ms for thread scheduling
+        assert node.watchdog_holds >= 1
+        node._tick()  # the tick runs again: it takes over (and keeps holding: no new command)
+        assert np.all(node.guard.last_sent == 0.0)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
 @pytest.mark.slow
 def test_fuzz_over_dds_between_processes(tmp_path):
     """Fuzzed commands and twists from another process, plus publishers of the wrong type
@@ -253,8 +283,9 @@ def test_a_wall_clock_jump_trips_nothing_and_misses_nothing(jump, tmp_path):
         probe.close()
         stop(robot)
     stamps = list(read_audit(audit))
-    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)), "stamps went backwards"
+    # consecutive stamps stay within 0.5 s of each other: they did not follow the 1 h step
+    # (a hold from the watchdog thread, stamped when sent, may sit between two ticks)
     gaps = np.diff(stamps) / 1e9
-    assert gaps.max() < 0.5, f"a {gaps.max():.1f} s gap in the stamps: they followed the wall clock"
+    assert np.abs(gaps).max() < 0.5, f"a {gaps.max():.1f} s jump in the stamps: they followed the wall clock"
     out = robot.stdout.read()
     assert "Traceback" not in out, out[-3000:]

@@ -7,6 +7,7 @@ the target at no more than their velocity limit; task: reach a random joint targ
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from robot_rl.robots.registry import register_robot
 from robot_rl.safety import SafetyLimits
 
 N_JOINTS = 6
+SENT_HISTORY = 10_000
 
 
 @dataclass
@@ -56,7 +58,9 @@ class _NumpyRobot(SimRobot):
     def __init__(self, config: RobotConfig) -> None:
         super().__init__(config)
         self._connected = False
-        self.sent: list[np.ndarray] = []  # every action sent, for tests
+        # the last SENT_HISTORY actions sent, for tests; bounded: a mock robot run for hours
+        # (benchmarks/reliability/soak.py) grew ~5 MB/min at 450 Hz keeping all of them
+        self.sent: deque[np.ndarray] = deque(maxlen=SENT_HISTORY)
 
     def connect(self) -> None:
         self._connected = True

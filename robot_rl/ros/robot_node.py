@@ -18,6 +18,7 @@ the last valid command (which expires after the command timeout).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -62,6 +63,12 @@ class RobotNode(RobotRLNode):
         self.rejected_by_reason: Counter[str] = Counter()
         self._obs_stamp = 0
         self._seed = 0
+        # robot I/O (commands, holds, observations, resets) happens under this lock, from the
+        # executor's control tick or from the hold watchdog thread
+        self._lock = threading.Lock()
+        self._last_control = time.monotonic()
+        self._watchdog_stop = threading.Event()
+        self.watchdog_holds = 0
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -114,15 +121,20 @@ class RobotNode(RobotRLNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._publish_obs(self.guard.observe())
+        with self._lock:
+            obs = self.guard.observe()
+        self._publish_obs(obs)
         self._timer = self.create_timer(1.0 / self.robot.config.fps, self._tick)
         self._status_timer = self.create_timer(0.5, self._publish_status)
+        self.start_hold_watchdog()
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._watchdog_stop.set()
         self.destroy_timer(self._timer)
         self.destroy_timer(self._status_timer)
-        self.robot.stop()
+        with self._lock:
+            self.robot.stop()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -181,21 +193,25 @@ class RobotNode(RobotRLNode):
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data:
-            self.guard.estop()
+            with self._lock:
+                self.guard.estop()
         self.get_logger().warning(f"e-stop {'latched' if msg.data else 'released on topic; call reset_estop to move'}")
 
     def _on_reset_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        self.guard.reset_estop()
-        self._command = None
+        with self._lock:
+            self.guard.reset_estop()
+            self._command = None
         response.success, response.message = True, "e-stop reset; waiting for a fresh command"
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self._seed += 1
-        obs = self.robot.reset(self._seed)
-        self.guard = GuardedRobot(self.robot, clock=self.guard.filter.clock) if not self.guard.filter.estopped else self.guard
-        self.guard.last_obs = obs
-        self._command = None
+        with self._lock:
+            obs = self.robot.reset(self._seed)
+            self.guard = GuardedRobot(self.robot, clock=self.guard.filter.clock) if not self.guard.filter.estopped else self.guard
+            self.guard.last_obs = obs
+            self._command = None
+            self._last_control = time.monotonic()
         self._publish_obs(obs)
         self._events_pub.publish(String(data=json.dumps({"event": "reset", "stamp": self._obs_stamp, "seed": self._seed})))
         response.success, response.message = True, f"reset with seed {self._seed}"
@@ -203,6 +219,19 @@ class RobotNode(RobotRLNode):
 
     # ------------------------------------------------------------------ control loop
     def _tick(self) -> None:
+        """One control period: decide and send under the lock, then publish outside it (a
+        DDS call that blocks must not keep the hold watchdog from the robot)."""
+        with self._lock:
+            step = self._control_step()
+        if step is None:
+            return
+        sent, stamp, task, obs = step
+        self._sent_pub.publish(vector_msg(sent, self._action_names, stamp))
+        if task is not None:
+            self._task_pub.publish(vector_msg(np.array(task), ["reward", "success", "failure"], stamp))
+        self._publish_obs(obs)
+
+    def _control_step(self) -> tuple[np.ndarray, int, list[float] | None, dict[str, np.ndarray]] | None:
         if self._command_fresh:
             sent, decision = self.guard.command(self._command, received_at=self._command_at)
         else:
@@ -212,16 +241,49 @@ class RobotNode(RobotRLNode):
             elif self._command is not None:
                 sent, decision = self.guard.command(self._command, fresh=False)
             else:
-                return
+                return None
         self._command_fresh = False
+        self._last_control = time.monotonic()
         stamp = self._obs_stamp
-        self._sent_pub.publish(vector_msg(sent, self._action_names, stamp))
-        if self._audit is not None:
-            self._audit.write(" ".join([str(stamp), *(repr(float(v)) for v in sent)]) + "\n")
+        self._write_audit(stamp, sent)
+        task = None
         if self._task_pub is not None:
             task = [self.robot.reward(), float(self.robot.is_success()), float(self.robot.is_failure())]
-            self._task_pub.publish(vector_msg(np.array(task), ["reward", "success", "failure"], stamp))
-        self._publish_obs(self.guard.observe())
+        return sent, stamp, task, self.guard.observe()
+
+    def _write_audit(self, stamp: int, sent: np.ndarray) -> None:
+        if self._audit is not None:
+            self._audit.write(" ".join([str(stamp), *(repr(float(v)) for v in sent)]) + "\n")
+
+    def start_hold_watchdog(self) -> None:
+        """Hold the robot even when the control tick does not run: a thread that, after two
+        periods without a tick (the executor blocked, e.g. in a DDS call: ~1 s stalls were
+        measured when a peer process froze or died), applies the command timeout and the
+        e-stop itself, every period, until the tick runs again. It sends holds only."""
+        self._watchdog_stop.clear()
+        threading.Thread(target=self._hold_watchdog, name="hold-watchdog", daemon=True).start()
+
+    def _hold_watchdog(self) -> None:
+        period = 1.0 / self.robot.config.fps
+        while not self._watchdog_stop.wait(period):
+            if time.monotonic() - self._last_control <= 2 * period:
+                continue
+            try:
+                with self._lock:
+                    if self._watchdog_stop.is_set():
+                        return
+                    held = self.guard.tick()
+                    if held is not None:
+                        self.watchdog_holds += 1
+                        self._write_audit(self.stamp_ns(), held[0])
+            except Exception as exc:  # noqa: BLE001 - keep watching; the operator must hear of it
+                self.get_logger().error(f"hold watchdog: {exc!r}", throttle_duration_sec=1.0)
+
+    def destroy_node(self) -> None:
+        self._watchdog_stop.set()
+        with self._lock:  # a hold in progress finishes before the robot goes away
+            pass
+        super().destroy_node()
 
     def _publish_obs(self, obs: dict[str, np.ndarray]) -> None:
         self._obs_stamp = self.stamp_ns()
@@ -249,6 +311,7 @@ class RobotNode(RobotRLNode):
             "received_messages": self.received_messages,
             "rejected_messages": self.rejected_messages,
             "rejected_by_reason": dict(self.rejected_by_reason),
+            "watchdog_holds": self.watchdog_holds,
             "safety_counts": dict(self.guard.filter.counts),
             "time": time.time(),
         }
