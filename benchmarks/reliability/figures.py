@@ -58,6 +58,10 @@ def main() -> int:
         for node in samples[0]["rss_mb"]:
             pts = [(s["t"] / 60, s["rss_mb"][node]) for s in samples if node in s["rss_mb"]]
             ax.plot(*zip(*pts, strict=True), label=node)
+        before = args.runs / "soak_before_fix.json"  # the run that found the mock robot's leak
+        if before.exists():
+            pts = [(x["t"] / 60, x["rss_mb"]["robot"]) for x in json.loads(before.read_text())["samples"] if "robot" in x["rss_mb"]]
+            ax.plot(*zip(*pts, strict=True), ls="--", color="grey", label="robot, before bounding the mock's history")
         ax.set(xlabel="minutes", ylabel="resident memory (MB)", title=f"Soak: robot at {data['summary']['rate_target_hz']:g} Hz + camera + recorder")
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -65,7 +65,7 @@ def main() -> int:
         p.unlink(missing_ok=True)
     shutil.rmtree(store, ignore_errors=True)
     procs = {
-        "robot": start("robot_rl.ros.robot_node", "robot", "robot:=mock_arm", f"robot_config:={json.dumps({'fps': args.rate})}", f"audit_log:={audit}", log=log),
+        "robot": start("robot_rl.ros.robot_node", "robot", "robot:=mock_arm", f"robot_config:='{json.dumps({'fps': args.rate})}'", f"audit_log:={audit}", log=log),
         "camera": start("robot_rl.ros.camera_node", "wrist", "source:=fake", "width:=320", "height:=240", "fps:=30.0", "compressed:=true", log=log),
         "recorder": start("robot_rl.ros.recorder_node", "recorder", f"out:={store}", "task:=soak", "source:=scripted", "flush_every:=500", log=log),
     }
@@ -89,9 +89,15 @@ def main() -> int:
     low, high = (np.array(probe.spec["action_spec"][k]) for k in ("low", "high"))
     home = (low + high) / 2
     cmd_times: list[float] = []
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.ros.common import command_qos
+
+    probe.node.destroy_publisher(probe.commands)  # its deadline is not this robot's
+    commands = probe.node.create_publisher(Float64MultiArray, "commands", command_qos(float(probe.spec["command_timeout"])))
 
     def command() -> None:
-        probe.commands.publish(command_msg(home, names))
+        commands.publish(command_msg(home, names))
         cmd_times.append(time.monotonic())
 
     probe.node.create_timer(0.01, command)
@@ -159,7 +165,9 @@ def main() -> int:
         "episodes": len(rec),
         "latency_ms": {k: {"p50": percentile(v, 50), "p99": percentile(v, 99), "max": max(v, default=None)} for k, v in lat.items()},
         "memory": mem,
-        "command_timeouts": samples[-1]["timeouts"] if samples else None,
+        # holds counted while this script was commanding (the count before the first
+        # command, while the robot waited for one, is excluded)
+        "command_timeouts": samples[-1]["timeouts"] - samples[0]["timeouts"] if samples else None,
         "commander_max_gap_s": float(gaps.max()) if len(gaps) else None,
         "all_alive": all(all(s["alive"].values()) for s in samples),
     }
