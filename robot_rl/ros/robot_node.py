@@ -59,7 +59,6 @@ class RobotNode(RobotRLNode):
         self._command_fresh = False
         self._command_at = 0.0
         self.received_messages = 0
-        self.rejected_messages = 0
         self.rejected_by_reason: Counter[str] = Counter()
         self._obs_stamp = 0
         self._seed = 0
@@ -158,9 +157,12 @@ class RobotNode(RobotRLNode):
         }
 
     # ------------------------------------------------------------------ inputs
+    @property
+    def rejected_messages(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
     def _reject(self, reason: str, detail: str) -> None:
         """Count a rejected message under ``reason``; log the first of each reason."""
-        self.rejected_messages += 1
         self.rejected_by_reason[reason] += 1
         if self.rejected_by_reason[reason] == 1:
             self.get_logger().warning(f"rejected message ({reason}): {detail}; further ones are counted on ~/status")
