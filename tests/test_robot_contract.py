@@ -1,13 +1,19 @@
-"""One contract test over every registered Robot (mock and sim twin; drivers add
-theirs when they land): specs match observations, send_action respects limits and
-returns what was sent, reset is deterministic for a seed, the expert acts."""
+"""One contract test over every registered Robot (mock, sim twin, and every hardware
+driver against its in-package fake): specs match observations, send_action respects
+limits and returns what was sent, reset is deterministic for a seed, the expert acts.
+
+Hardware drivers follow one convention: their config has a ``fake: bool`` field, and
+``fake=True`` puts the package's fake of the vendor SDK or serial device under the real
+driver code (``robot-rl launch record.launch.yaml robot:=ur robot_config:='{"fake": true}'``)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
-from robot_rl.robots import GuardedRobot, SimRobot, available_robots, make_robot
+from robot_rl.robots import GuardedRobot, SimRobot, available_robots, make_robot, robot_classes
 from robot_rl.safety import apply_limits
 
 ROBOTS = available_robots()
@@ -15,10 +21,16 @@ ROBOTS = available_robots()
 
 @pytest.fixture(scope="module", params=ROBOTS)
 def robot(request):
-    r = make_robot(request.param)
+    r = make_robot(request.param, **fake_overrides(request.param))
     r.connect()
     yield r
     r.disconnect()
+
+
+def fake_overrides(name: str) -> dict:
+    """``{"fake": True}`` for hardware drivers (configs with a ``fake`` field), else ``{}``."""
+    config_cls, _ = robot_classes(name)
+    return {"fake": True} if "fake" in {f.name for f in dataclasses.fields(config_cls)} else {}
 
 
 def check_obs(robot, obs):
