@@ -13,9 +13,17 @@ from typing import Any
 MISSING = dataclasses.MISSING
 
 
-def arg(default: Any = MISSING, *, help: str, positional: bool = False, choices: tuple[str, ...] | None = None) -> Any:
-    """A config field with its ``--help`` text (positional fields have no default)."""
-    meta = {"help": help, "positional": positional, "choices": choices}
+def arg(
+    default: Any = MISSING,
+    *,
+    help: str,
+    positional: bool = False,
+    choices: tuple[str, ...] | None = None,
+    flag: str | None = None,
+) -> Any:
+    """A config field with its ``--help`` text (positional fields have no default; ``flag`` overrides the
+    option name, e.g. ``--from`` for a field that cannot be called ``from``)."""
+    meta = {"help": help, "positional": positional, "choices": choices, "flag": flag}
     if default is MISSING:
         return dataclasses.field(metadata=meta)
     if isinstance(default, (list, dict, set)):
@@ -62,7 +70,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["required"] = True
         if "default" in kwargs and kwargs.get("action") is None and kwargs["default"] is not None:
             kwargs["help"] = f"{help_text} (default: {kwargs['default']})"
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, **kwargs)
+        parser.add_argument(meta.get("flag") or f"--{f.name.replace('_', '-')}", dest=f.name, **kwargs)
 
 
 def dataclass_from_namespace(cls: type, ns: argparse.Namespace) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 from robot_rl.cli._args import arg
 from robot_rl.cli._table import format_table
-from robot_rl.cli.train import parse_learner_overrides, resolve_device, sim_evaluator
+from robot_rl.cli.train import parse_learner_overrides, resolve_device, sim_evaluator, write_run_summary
 
 
 @dataclass
@@ -19,7 +19,8 @@ class FinetuneCLIConfig:
 
     The offline data is the store the checkpoint was trained on (--data to override).
     Writes RUN/online.zarr (every online step: the run is a dataset), RUN/checkpoint,
-    RUN/evals.csv + RUN/episodes.csv, RUN/curve.png (success vs online environment steps).
+    RUN/evals.csv + RUN/episodes.csv, RUN/curve.png (success vs online environment steps),
+    RUN/summary.md + summary.json (the final table).
     Example: robot-rl finetune runs/lift_cql/checkpoint --method rlpd --online-steps 5000 --out runs/lift_rlpd
     --via ros runs the same learner through launch/finetune.launch.yaml (robot node, the policy
     node as exploring actor, a learner node, the recorder) instead of in one process.
@@ -126,7 +127,15 @@ def finetune(cfg: FinetuneCLIConfig) -> int:
         ["wall time", f"{history.seconds / 60:.1f} min"],
     ]
     print(format_table(["", cfg.method], rows))
-    print(f"checkpoint: {run / 'checkpoint'}\nonline data: {run / 'online.zarr'}\ncurve: {curve}")
+    files = {"checkpoint": run / "checkpoint", "online data": run / "online.zarr", "curve": curve}
+    files.update(evals=run / "evals.csv", episodes=run / "episodes.csv")
+    numbers = {
+        "method": cfg.method, "source_checkpoint": str(cfg.checkpoint), "online_steps": tuner.env_steps,
+        "updates": tuner.updates, "interventions": tuner.interventions, "evals": history.evals,
+    }  # fmt: skip
+    title = f"robot-rl finetune: {cfg.method} from {ckpt.config['algo']}"
+    summary = write_run_summary(run, title, ["", cfg.method], rows, files, numbers)
+    print(f"checkpoint: {run / 'checkpoint'}\nonline data: {run / 'online.zarr'}\ncurve: {curve}\nsummary: {summary}")
     return 0
 
 

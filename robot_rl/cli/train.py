@@ -85,7 +85,7 @@ class TrainConfig:
 
     Learner settings come from the algorithm's defaults, then --config (YAML), then --set.
     Writes RUN/checkpoint (resumable), RUN/best (with --eval-task), RUN/metrics.csv,
-    RUN/tb (TensorBoard) and RUN/curves.png.
+    RUN/tb (TensorBoard), RUN/curves.png and RUN/summary.md + summary.json (the final table).
     Example: robot-rl train --algo iql --data lift.zarr --steps 20000 --eval-task lift --eval-every 5000 --out runs/lift_iql
     """
 
@@ -206,12 +206,45 @@ def train(cfg: TrainConfig) -> int:
         assert result.best is not None
         rows.append([f"success (best, update {int(result.best['step'])})", _rate(result.best)])
     print(format_table(["", cfg.algo], rows))
+    files = {"checkpoint": result.checkpoint, "best": result.best_checkpoint, "curves": result.curves}
+    files["metrics"] = run / "metrics.csv"
+    numbers = {
+        "algo": cfg.algo, "data": data_info, "updates": result.steps, "updates_per_second": result.updates_per_second,
+        "final_metrics": result.final_metrics, "eval_history": result.eval_history, "best": result.best,
+    }  # fmt: skip
+    title = f"robot-rl train: {cfg.algo} on {Path(cfg.data).name}"
+    summary = write_run_summary(run, title, ["", cfg.algo], rows, files, numbers)
     print(f"checkpoint: {result.checkpoint}")
     if result.best_checkpoint:
         print(f"best:       {result.best_checkpoint}")
     if result.curves:
         print(f"curves:     {result.curves}")
+    print(f"summary:    {summary}")
     return 0
+
+
+def write_run_summary(
+    run: Path,
+    title: str,
+    headers: list[str],
+    rows: list[list[Any]],
+    files: dict[str, Path | None],
+    data: dict[str, Any],
+) -> Path:
+    """Write RUN/summary.md (the table printed at the end, plus links to the run's files) and
+    RUN/summary.json (the same numbers as data); returns the markdown path."""
+    cells = [[str(c).replace("|", "/") for c in r] for r in rows]
+    lines = [f"# {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in cells]
+    present = {k: Path(v) for k, v in files.items() if v is not None and Path(v).exists()}
+    rel = {k: v.relative_to(run) if v.is_relative_to(run) else v for k, v in present.items()}  # links work from RUN
+    lines += [""] + [f"- {k}: [{v}]({v})" for k, v in rel.items()]
+    lines += [""] + [f"![{k}]({v})" for k, v in rel.items() if v.suffix == ".png"]
+    (run / "summary.md").write_text("\n".join(lines) + "\n")
+    table = {"headers": headers, "rows": cells}
+    payload = {"title": title, "table": table, "files": {k: str(v) for k, v in present.items()}, **data}
+    (run / "summary.json").write_text(json.dumps(payload, indent=2, default=str))
+    return run / "summary.md"
 
 
 def _rate(m: dict[str, float]) -> str:
@@ -230,7 +263,7 @@ class CheckpointEvalConfig:
     task: str = arg("", help="sim task (default: the robot the training data came from)")
     episodes: int = arg(50, help="episodes to run")
     seed: int = arg(1000, help="seed of the first episode")
-    videos: int = arg(0, help="save an MP4 of the first N episodes (needs a camera observation)")
+    videos: int = arg(0, help="MP4s of the first N episodes, -1: all (needs a camera, e.g. --set cameras=[agentview])")
     out: Path | None = arg(None, help="directory for eval.json and videos (default CHECKPOINT/eval)")
     set: list[str] = arg([], help="robot config overrides FIELD=VALUE")
     device: str = arg("cpu", help="cpu, cuda or auto", choices=("cpu", "cuda", "auto"))
@@ -248,7 +281,9 @@ def evaluate_checkpoint(cfg: CheckpointEvalConfig) -> int:
     _, env = sim_evaluator(task, spec, 0, cfg.seed, cfg.set)
     out = cfg.out or Path(cfg.checkpoint) / "eval"
     try:
-        result = evaluate(env, ckpt.learner.policy(), cfg.episodes, seed=cfg.seed, video_dir=out / "videos", n_videos=cfg.videos)
+        n_videos = cfg.episodes if cfg.videos < 0 else cfg.videos
+        policy = ckpt.learner.policy()
+        result = evaluate(env, policy, cfg.episodes, seed=cfg.seed, video_dir=out / "videos", n_videos=n_videos)
     finally:
         env.close()
     print(f"{TASKS.get(task, task)} / {ckpt.config['algo']} checkpoint at update {ckpt.step} ({cfg.checkpoint})")

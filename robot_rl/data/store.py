@@ -192,8 +192,9 @@ class EpisodeStore:
         source: str | Collection[str] | None = None,
         task: str | Collection[str] | None = None,
         status: str | Collection[str] | None = None,
+        tag: str | None = None,
     ) -> np.ndarray:
-        """Indices of committed episodes matching every given criterion."""
+        """Indices of committed episodes matching every given criterion (``tag``: in the record's ``tags``)."""
 
         def matches(value: Any, want: Any) -> bool:
             if want is None:
@@ -209,6 +210,7 @@ class EpisodeStore:
             and matches(r.get("source"), source)
             and matches(r.get("task"), task)
             and matches(r.get("status", "ok"), status)
+            and (tag is None or tag in (r.get("tags") or []))
         ]
         return np.asarray(keep, dtype=np.int64)
 
