@@ -9,8 +9,10 @@
     rectification_matrix: {rows: 3, cols: 3, data: [...]}
     projection_matrix: {rows: 3, cols: 4, data: [...]}
 
-The calibration routines that write these files arrive with the calibration issue;
-the camera node loads them now to publish ``camera_info``.
+``robot-rl calibrate intrinsics`` writes them (``camera_info_dict`` / ``save_camera_info``),
+versioned per camera id by ``robot_rl.calibration.registry`` (extra keys such as
+``version``, ``created`` and ``reprojection_rms`` are allowed and ignored here); the
+camera node loads them to publish ``camera_info``.
 """
 
 from __future__ import annotations
@@ -74,3 +76,27 @@ def load_camera_info(path: str | os.PathLike[str], width: int | None = None, hei
     if width is not None and height is not None and (intr.width, intr.height) != (width, height):
         raise CalibrationError(f"{path}: calibrated at {intr.width}x{intr.height}, the camera runs at {width}x{height}")
     return intr
+
+
+def camera_info_dict(intr: CameraIntrinsics) -> dict[str, Any]:
+    """The camera_info YAML mapping of ``intr`` (the fields :func:`load_camera_info` reads)."""
+    return {
+        "image_width": int(intr.width),
+        "image_height": int(intr.height),
+        "camera_name": intr.camera_name,
+        "camera_matrix": {"rows": 3, "cols": 3, "data": [float(v) for v in intr.k]},
+        "distortion_model": intr.distortion_model,
+        "distortion_coefficients": {"rows": 1, "cols": len(intr.d), "data": [float(v) for v in intr.d]},
+        "rectification_matrix": {"rows": 3, "cols": 3, "data": [float(v) for v in intr.r]},
+        "projection_matrix": {"rows": 3, "cols": 4, "data": [float(v) for v in intr.p]},
+    }
+
+
+def save_camera_info(intr: CameraIntrinsics, path: str | os.PathLike[str]) -> Path:
+    """Write ``intr`` as a camera_info YAML file (temp file + rename); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(yaml.safe_dump(camera_info_dict(intr), sort_keys=False))
+    os.replace(tmp, path)
+    return path

@@ -47,7 +47,7 @@ def test_record_launch_camera_entries():
     assert list(procs) == ["robot", "wrist", "recorder", "teleop"]
     camera = procs["wrist"]
     assert camera.cmd[camera.cmd.index("-m") + 1] == "robot_rl.ros.camera_node" and "__ns:=/arm1" in camera.cmd
-    assert params_of(camera) == {"source": "opencv:0", "width": 320, "height": 240, "fps": 15.0, "compressed": True}
+    assert params_of(camera) == {"source": "opencv:0", "width": 320, "height": 240, "fps": 15.0, "compressed": True, "calibration_id": ""}
     recorder = params_of(procs["recorder"])
     assert recorder["compressed"] is True
     assert [c for c in recorder["cameras"].split(",") if c] == ["wrist:320x240"]  # the recorder skips empty items

@@ -15,7 +15,10 @@ from typing import Any
 
 from robot_rl import __version__
 from robot_rl.cli._args import add_dataclass_arguments, dataclass_from_namespace
+from robot_rl.cli.calibrate import BoardConfig, HandEyeConfig, IntrinsicsConfig, JointsConfig, board_cmd, handeye_cmd, intrinsics_cmd, joints_cmd
 from robot_rl.cli.data import InfoConfig, RecoverConfig, RelabelConfig, VerifyConfig, info, recover_cmd, relabel_cmd, verify_cmd
+from robot_rl.cli.data_report import DataReportConfig, DataViewConfig, report_cmd, view_cmd
+from robot_rl.cli.data_interop import ExportConfig, ImportConfig, export_cmd, import_cmd
 from robot_rl.cli.demo import DemoConfig, demo
 from robot_rl.cli.deploy import DeployConfig, deploy
 from robot_rl.cli.finetune import FinetuneCLIConfig, finetune
@@ -33,6 +36,10 @@ COMMANDS: dict[str, Command] = {
     "data verify": (VerifyConfig, verify_cmd),
     "data recover": (RecoverConfig, recover_cmd),
     "data relabel": (RelabelConfig, relabel_cmd),
+    "data report": (DataReportConfig, report_cmd),
+    "data view": (DataViewConfig, view_cmd),
+    "data export": (ExportConfig, export_cmd),
+    "data import": (ImportConfig, import_cmd),
     "launch": (LaunchConfig, launch),
     "record": (RecordConfig, record),
     "sim collect": (CollectConfig, collect),
@@ -41,9 +48,13 @@ COMMANDS: dict[str, Command] = {
     "eval": (CheckpointEvalConfig, evaluate_checkpoint),
     "deploy": (DeployConfig, deploy),
     "finetune": (FinetuneCLIConfig, finetune),
+    "calibrate board": (BoardConfig, board_cmd),
+    "calibrate intrinsics": (IntrinsicsConfig, intrinsics_cmd),
+    "calibrate handeye": (HandEyeConfig, handeye_cmd),
+    "calibrate joints": (JointsConfig, joints_cmd),
 }
 
-GROUP_HELP = {"data": "inspect, check, repair and relabel episode stores", "sim": "scripted data and evaluation on the sim twin"}
+GROUP_HELP = {"data": "inspect, check, repair and relabel episode stores", "sim": "scripted data and evaluation on the sim twin", "calibrate": "camera intrinsics, hand-eye and joint-offset calibration; boards to print"}
 
 
 def build_parser() -> argparse.ArgumentParser:

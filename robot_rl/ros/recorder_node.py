@@ -30,6 +30,8 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 
+from robot_rl.calibration.camera_info import CalibrationError
+from robot_rl.calibration.registry import parse_ref, resolve_ref
 from robot_rl.data import SOURCES, EpisodeWriter, KeySpec, SchemaError, StoreError, StoreSchema
 from robot_rl.ros.common import (
     LATCHED_QOS,
@@ -58,6 +60,9 @@ class RecorderNode(RobotRLNode):
         # extra cameras from camera nodes: "wrist:320x240,front:640x480" -> obs.image.<name>
         self.declare_parameter("cameras", "")
         self.declare_parameter("compressed", False)
+        # calibrations in use, "intrinsics/wrist,handeye/wrist" (latest) or ".../v3" (pinned): the ids go in the
+        # store's calibration attrs, the versions they resolve to in every episode's record
+        self.declare_parameter("calibration", "")
         self.writer: EpisodeWriter | None = None
         self.recording = False
         self.dropped: Counter[str] = Counter()
@@ -86,6 +91,12 @@ class RecorderNode(RobotRLNode):
                 self.defaults["policy_checkpoint"] = checkpoint_hash(ckpt)
             except (OSError, ValueError, KeyError) as exc:
                 return self.fail(f"policy_checkpoint {ckpt!r}: {exc}")
+        try:
+            self.calibration = resolve_calibrations(self.get_parameter("calibration").value)
+        except CalibrationError as exc:
+            return self.fail(f"calibration: {exc}")
+        if self.calibration:
+            self.defaults["calibration"] = dict(self.calibration)
         self.create_subscription(String, "robot_spec", self._on_spec, LATCHED_QOS)
         self.create_subscription(String, "events", self._on_event, RELIABLE_QOS)
         # a human taking over from a policy (teleop node, mode intervene): counted per episode
@@ -127,6 +138,8 @@ class RecorderNode(RobotRLNode):
                 action=KeySpec.from_json(spec["action_spec"]),
                 fps=spec["fps"],
                 robot={"name": spec["name"], "config": spec.get("config", {})},
+                # ids only: the versions go in each episode's record, so a store can grow across recalibrations
+                calibration={ref: dict(zip(("kind", "id"), ref.split("/", 1))) for ref in self.calibration},
             )
             self.defaults["robot"] = spec["name"]
             self.writer = EpisodeWriter(self.out, schema, defaults=self.defaults, flush_every=int(self.get_parameter("flush_every").value))
@@ -347,6 +360,16 @@ def checkpoint_hash(value: str) -> str:
     if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
         raise ValueError(f"{value!r} is neither a checkpoint directory nor a sha256 digest")
     return digest
+
+
+def resolve_calibrations(value: str) -> dict[str, str]:
+    """``"intrinsics/wrist,handeye/wrist/v2"`` -> ``{"intrinsics/wrist": "intrinsics/wrist/v3", "handeye/wrist":
+    "handeye/wrist/v2"}``: each reference checked to load from the calibration registry, latest version when unpinned."""
+    out: dict[str, str] = {}
+    for ref in filter(None, (v.strip() for v in value.split(","))):
+        kind, id, _ = parse_ref(ref)
+        out[f"{kind}/{id}"] = resolve_ref(ref)
+    return out
 
 
 def parse_cameras(value: str) -> dict[str, KeySpec]:
