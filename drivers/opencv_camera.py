@@ -113,11 +113,18 @@ class OpenCVCamera:
             self._cap = None
 
 
-def make_camera(source: str, width: int, height: int, fps: float) -> OpenCVCamera:
-    """``fake`` | ``opencv:<index>`` | ``opencv:/dev/videoN``."""
+def make_camera(source: str, width: int, height: int, fps: float) -> Any:
+    """``fake`` | ``opencv:<index>`` | ``opencv:/dev/videoN`` | ``realsense[:<serial>]`` (colour +
+    depth, ``robot_rl.drivers.realsense_camera``; ``realsense:fake`` is its fake pipeline)."""
     if source == "fake":
         return OpenCVCamera("fake", width, height, fps, capture=FakeVideoCapture(width, height, fps))
     kind, _, target = source.partition(":")
+    if kind == "realsense":
+        from robot_rl.drivers.realsense_camera import FakeRealSense, RealSenseCamera
+
+        if target == "fake":
+            return RealSenseCamera("000000000001", width, height, fps, rs=FakeRealSense())
+        return RealSenseCamera(target, width, height, fps)
     if kind != "opencv" or not target:
-        raise ValueError(f"camera source {source!r}: use 'fake', 'opencv:<index>' or 'opencv:/dev/videoN'")
+        raise ValueError(f"camera source {source!r}: use 'fake', 'opencv:<index>', 'opencv:/dev/videoN', 'realsense', 'realsense:<serial>' or 'realsense:fake'")
     return OpenCVCamera(int(target) if target.isdigit() else target, width, height, fps)

@@ -97,3 +97,28 @@ def test_scripted_expert_acts(robot):
         assert a.shape == robot.action_spec.shape and np.all(np.isfinite(a))
         robot.send_action(a)
         obs = robot.get_observation()
+
+
+def test_command_timeout_sends_the_hold_action(robot):
+    """Through GuardedRobot on an injected clock: a command holds off the timeout for
+    ``command_timeout`` s; after that, with no new command, what is sent is the hold action."""
+    if isinstance(robot, SimRobot):
+        robot.reset(0)
+    now = [0.0]
+    guard = GuardedRobot(robot, clock=lambda: now[0])
+    lim = robot.config.safety_limits()
+    requested = np.array(lim.low) * 0.25 + np.array(lim.high) * 0.75  # a valid command away from the hold
+    guard.observe()
+    _, decision = guard.command(requested)
+    assert decision.accepted
+    now[0] = lim.command_timeout * 0.5
+    guard.observe()
+    assert guard.tick() is None, "held before command_timeout passed"
+    now[0] = lim.command_timeout
+    obs = guard.observe()
+    held = guard.tick()
+    assert held is not None, f"no hold after command_timeout ({lim.command_timeout} s) without a command"
+    sent, result = held
+    hold = np.clip(robot.hold_action(obs), lim.low, lim.high)
+    np.testing.assert_allclose(sent, hold, atol=1e-5)
+    assert result.holding and not result.accepted

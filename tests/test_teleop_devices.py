@@ -146,9 +146,32 @@ def test_keyboard_puts_a_terminal_in_cbreak_and_restores_it(base_spec):
         os.close(slave)
 
 
+def test_keyboard_jogs_a_joint_position_arm(pipe):
+    """mock_arm (joint_0..5 + gripper, absolute targets): the jog starts at the measured joints,
+    digits select a joint, w / s move it by joint_step per tick, targets stay where jogged."""
+    r, w = pipe
+    spec = make_robot("mock_arm").action_spec
+    kb = make_teleop("keyboard", action_spec=spec, hold_s=0.0, joint_step=0.05, fd=r)
+    q = np.array([0.1, -0.2, 0.3, -0.4, 0.5, 0.6], np.float32)
+    np.testing.assert_allclose(kb.get_action({"joint_pos": q}), [*q, 0.0], atol=1e-6)  # hold: the measured pose, gripper open
+    os.write(w, b"w")
+    np.testing.assert_allclose(kb.get_action({"joint_pos": q}), [q[0] + 0.05, *q[1:], 0.0], atol=1e-6)
+    os.write(w, b"3s ")
+    a = kb.get_action({"joint_pos": q * 0})  # later observations do not reset the target
+    np.testing.assert_allclose(a, [q[0] + 0.05, q[1], q[2] - 0.05, *q[3:], 1.0], atol=1e-6)
+    np.testing.assert_allclose(kb.get_action({"joint_pos": q}), a)  # no key: stays where jogged
+    os.write(w, b"9")  # no joint 9: ignored, joint 3 stays selected
+    os.write(w, b"w")
+    assert kb.get_action({"joint_pos": q})[2] == pytest.approx(q[2], abs=1e-6)
+    with pytest.raises(ValueError, match="joint_pos"):
+        make_teleop("keyboard", action_spec=spec, fd=r).get_action({"joint_pos": np.zeros(3)})
+
+
 def test_keyboard_rejects_what_it_cannot_drive(arm_spec, pipe):
-    with pytest.raises(ValueError, match=r"drives ee_delta .*joint_0"):
-        make_teleop("keyboard", action_spec=make_robot("mock_arm").action_spec, fd=pipe[0])
+    from robot_rl.data.schema import KeySpec
+
+    with pytest.raises(ValueError, match=r"drives ee_delta .*torque_a"):
+        make_teleop("keyboard", action_spec=KeySpec((2,), "float32", "N*m", names=("torque_a", "torque_b")), fd=pipe[0])
     with pytest.raises(ValueError, match="step"):
         make_teleop("keyboard", action_spec=arm_spec, step=2.0, fd=pipe[0])
 

@@ -76,7 +76,7 @@ class RobotNode(RobotRLNode):
             overrides = json_param(self, "robot_config", {})
             self.robot = make_robot(name, **overrides)
             self.robot.connect()
-        except (KeyError, TypeError, ValueError, ImportError) as exc:
+        except (KeyError, TypeError, ValueError, ImportError, OSError, TimeoutError) as exc:  # OSError: ConnectionError, a serial port
             return self.fail(f"cannot start robot {name!r}: {exc}")
         self._seed = int(self.get_parameter("seed").value)
         audit = self.get_parameter("audit_log").value

@@ -13,6 +13,7 @@ import codecs
 import logging
 import os
 import select
+import stat
 import sys
 import termios
 import time
@@ -23,7 +24,7 @@ import numpy as np
 
 from robot_rl.data.schema import KeySpec
 from robot_rl.teleop import Teleop, register_teleop
-from robot_rl.teleop.mapping import LAYOUTS, action_layout, to_action
+from robot_rl.teleop.mapping import LAYOUTS, action_layout, joint_indices, to_action
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ ARM_KEYS = {
     "q": ("daz", 1), "e": ("daz", -1),
 }  # fmt: skip
 BASE_KEYS = {"w": ("v", 1), "s": ("v", -1), "a": ("omega", 1), "d": ("omega", -1)}
+JOINT_KEYS = {"w": ("selected joint", 1), "s": ("selected joint", -1)}  # element index unused: the selected joint moves
 GRIPPER_KEY = " "
 
 
@@ -153,6 +155,16 @@ class KeyboardTeleop(Teleop):
 
         w / s   forward / backward            a / d   turn left / right
 
+    Joint-position arms (action ``joint_* [gripper] [other]``: ``mock_arm``, ``ur``, ``franka``,
+    ``xarm``, ``so101``, ``koch``, ``lekiwi``'s arm), jogged one joint at a time as on a teach pendant::
+
+        1 .. 9  select joint 1 .. 9           w / s   jog the selected joint + / - (``joint_step`` rad per tick)
+        space   toggle the gripper (starts open: its ``low``)
+
+    The jog starts from the measured ``joint_pos`` of the first observation and sends absolute
+    targets every tick, so the arm stays where it was jogged; other elements (e.g. a base's
+    velocities) are 0.
+
     Episode keys (every layout)::
 
         Enter start   y success   n failure   x discard   i intervene
@@ -169,6 +181,12 @@ class KeyboardTeleop(Teleop):
         hold_s: how long (s) a key keeps acting after it arrives; 0 = only the next call.
         fd: file descriptor to read keys from (default stdin; see ``TerminalKeys``).
         clock: monotonic clock in seconds (tests pass a fake one).
+        keys_from: path of a file or FIFO to read keys from instead of ``fd`` (scripted
+            sessions: ``mkfifo /tmp/keys``, then write keys to it; a FIFO is opened
+            read-write, so it does not read as end of input while no writer is connected:
+            write Esc to quit). A regular file is read to its end, which quits.
+        events_only: episode keys only (no command is sent, so the robot node holds the robot).
+        joint_step: joint-position arms: rad per tick that a jog key moves the selected joint.
     """
 
     def __init__(
@@ -178,16 +196,32 @@ class KeyboardTeleop(Teleop):
         hold_s: float = 0.1,
         fd: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        keys_from: str = "",
+        events_only: bool = False,
+        joint_step: float = 0.02,
     ) -> None:
         if not 0.0 < step <= 1.0:
             raise ValueError(f"keyboard step {step} must be in (0, 1] (a fraction of the action range)")
         if hold_s < 0.0:
             raise ValueError(f"keyboard hold_s {hold_s} must be >= 0")
+        if not 0.0 < joint_step <= 0.5:
+            raise ValueError(f"keyboard joint_step {joint_step} must be in (0, 0.5] rad")
         self.spec = action_spec
-        layout = action_layout(action_spec, "keyboard", ("ee_delta", "base"))
-        names = LAYOUTS[layout]
-        motion = ARM_KEYS if layout == "ee_delta" else BASE_KEYS
-        self._motion = {key: (names.index(name), sign) for key, (name, sign) in motion.items()}
+        self.events_only = events_only
+        self.joints = joint_indices(action_spec) if not events_only else []
+        if events_only:
+            layout = "events"
+        elif self.joints and tuple(action_spec.names or ()) not in LAYOUTS.values():
+            layout = "joint"
+        else:
+            layout = action_layout(action_spec, "keyboard", ("ee_delta", "base"))
+        self.layout = layout
+        self.joint_step = joint_step
+        self.selected = 0
+        self._target: np.ndarray | None = None
+        names = tuple(action_spec.names or ()) if layout == "joint" else LAYOUTS.get(layout, ())
+        motion = ARM_KEYS if layout == "ee_delta" else BASE_KEYS if layout == "base" else JOINT_KEYS if layout == "joint" else {}
+        self._motion = {key: (0 if layout == "joint" else names.index(name), sign) for key, (name, sign) in motion.items()}
         self._gripper = names.index("gripper") if "gripper" in names else None
         self._size = len(names)
         self.step, self.hold_s, self._clock = step, hold_s, clock
@@ -196,8 +230,16 @@ class KeyboardTeleop(Teleop):
         self._fresh: set[str] = set()
         self._events: list[str] = []
         moves = ", ".join(f"{k} {'+' if s > 0 else '-'}{names[i]}" for k, (i, s) in self._motion.items())
+        if layout == "joint":
+            moves = f"1-{min(len(self.joints), 9)} select a joint, w / s jog it"
         gripper = ", space gripper" if self._gripper is not None else ""
-        self.usage = f"{moves}{gripper}; {EVENT_HELP}"
+        self.usage = f"{moves}{gripper}; {EVENT_HELP}" if motion else f"episode keys only: {EVENT_HELP}"
+        self._keys_fd: int | None = None
+        if keys_from:
+            if not os.path.exists(keys_from):
+                raise FileNotFoundError(f"keyboard keys_from {keys_from!r} does not exist (create it with mkfifo, or give a file of keys)")
+            fifo = stat.S_ISFIFO(os.stat(keys_from).st_mode)
+            self._keys_fd = fd = os.open(keys_from, (os.O_RDWR if fifo else os.O_RDONLY) | os.O_NONBLOCK)
         self.keys = TerminalKeys(fd, help=self.usage)
 
     def _poll(self) -> None:
@@ -206,6 +248,8 @@ class KeyboardTeleop(Teleop):
             if key in self._motion:
                 self._last_seen[key] = now
                 self._fresh.add(key)
+            elif self.layout == "joint" and key in "123456789" and int(key) <= len(self.joints):
+                self.selected = int(key) - 1
             elif key == GRIPPER_KEY and self._gripper is not None:
                 self.gripper_closed = not self.gripper_closed
             elif key in EVENT_KEYS:
@@ -213,8 +257,12 @@ class KeyboardTeleop(Teleop):
             else:
                 self.keys.unknown(key)
 
-    def get_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def get_action(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
         self._poll()
+        if self.events_only:
+            return None
+        if self.layout == "joint":
+            return self._joint_action(obs)
         now = self._clock()
         u = np.zeros(self._size)
         for key, (i, sign) in self._motion.items():
@@ -225,6 +273,25 @@ class KeyboardTeleop(Teleop):
             u[self._gripper] = 1.0 if self.gripper_closed else -1.0
         return to_action(u, self.spec)
 
+    def _joint_action(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Absolute targets: the jogged joint moves by ``joint_step`` per tick while its key is active."""
+        if self._target is None:
+            q = obs.get("joint_pos")
+            if q is None or np.asarray(q).size != len(self.joints):
+                raise ValueError(f"keyboard joint jog needs obs['joint_pos'] with {len(self.joints)} values (the action's joint_* elements)")
+            self._target = np.zeros(self._size)
+            self._target[self.joints] = np.asarray(q, dtype=np.float64).ravel()
+        now = self._clock()
+        for key, (_, sign) in self._motion.items():
+            if key in self._fresh or now - self._last_seen.get(key, -np.inf) < self.hold_s:
+                self._target[self.joints[self.selected]] += sign * self.joint_step
+        self._fresh.clear()
+        if self.spec.low is not None and self.spec.high is not None:
+            np.clip(self._target, self.spec.low, self.spec.high, out=self._target)
+        if self._gripper is not None and self.spec.low is not None and self.spec.high is not None:
+            self._target[self._gripper] = self.spec.high[self._gripper] if self.gripper_closed else self.spec.low[self._gripper]
+        return self._target.copy()
+
     def events(self) -> list[str]:
         self._poll()
         out, self._events = self._events, []
@@ -232,3 +299,6 @@ class KeyboardTeleop(Teleop):
 
     def close(self) -> None:
         self.keys.close()
+        if self._keys_fd is not None:
+            os.close(self._keys_fd)
+            self._keys_fd = None

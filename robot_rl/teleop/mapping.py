@@ -30,6 +30,11 @@ def action_layout(spec: KeySpec, device: str, supported: Sequence[str]) -> str:
     raise ValueError(f"the {device} device drives {drives}; this robot's action elements are {names}")
 
 
+def joint_indices(spec: KeySpec) -> list[int]:
+    """Indices of the action's ``joint_*`` elements (joint-position arms), in order; [] when there are none."""
+    return [i for i, name in enumerate(spec.names or ()) if str(name).startswith("joint_")]
+
+
 def to_action(u: np.ndarray, spec: KeySpec) -> np.ndarray:
     """Normalised ``u`` (D,) -> the action range: +1 -> high, -1 -> low, 0 -> 0.
 
