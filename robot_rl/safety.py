@@ -110,6 +110,19 @@ class SafetyLimits:
     def size(self) -> int:
         return len(self.low)
 
+    @classmethod
+    def base_velocity(cls, max_linear: float, max_angular: float, accel: tuple[float, float], dt: float, command_timeout: float) -> SafetyLimits:
+        """Limits of a mobile base commanded with (v m/s, omega rad/s): |v| <= max_linear,
+        |omega| <= max_angular, changing by at most ``accel * dt`` per tick (accel: (m/s^2, rad/s^2))."""
+        return cls(
+            mode="base_velocity",
+            low=(-max_linear, -max_angular),
+            high=(max_linear, max_angular),
+            max_delta=(accel[0] * dt, accel[1] * dt),
+            dt=dt,
+            command_timeout=command_timeout,
+        )
+
 
 def _vector(name: str, value: Any) -> np.ndarray:
     """A limit as a 1-D float array; ValueError naming it when it is not a list of numbers."""

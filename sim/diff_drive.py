@@ -136,14 +136,7 @@ class DiffDriveConfig(RobotConfig):
 
     def safety_limits(self) -> SafetyLimits:
         dt = self.dt
-        return SafetyLimits(
-            mode="base_velocity",
-            low=(-self.max_linear, -self.max_angular),
-            high=(self.max_linear, self.max_angular),
-            max_delta=(self.max_linear_accel * dt, self.max_angular_accel * dt),
-            dt=dt,
-            command_timeout=self.command_timeout,
-        )
+        return SafetyLimits.base_velocity(self.max_linear, self.max_angular, (self.max_linear_accel, self.max_angular_accel), dt, self.command_timeout)
 
 
 @register_robot(DiffDriveConfig)

@@ -153,14 +153,7 @@ class MockBaseConfig(RobotConfig):
 
     def safety_limits(self) -> SafetyLimits:
         dt = 1.0 / self.fps
-        return SafetyLimits(
-            mode="base_velocity",
-            low=(-self.max_linear, -self.max_angular),
-            high=(self.max_linear, self.max_angular),
-            max_delta=(self.max_accel[0] * dt, self.max_accel[1] * dt),
-            dt=dt,
-            command_timeout=self.command_timeout,
-        )
+        return SafetyLimits.base_velocity(self.max_linear, self.max_angular, self.max_accel, dt, self.command_timeout)
 
 
 @register_robot(MockBaseConfig)

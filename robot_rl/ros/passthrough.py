@@ -151,14 +151,7 @@ class Ros2ControlConfig(RobotConfig):
     def safety_limits(self) -> SafetyLimits:
         dt = 1.0 / self.fps
         if self.mode == "base_velocity":
-            return SafetyLimits(
-                mode="base_velocity",
-                low=(-self.max_linear, -self.max_angular),
-                high=(self.max_linear, self.max_angular),
-                max_delta=(self.max_accel[0] * dt, self.max_accel[1] * dt),
-                dt=dt,
-                command_timeout=self.command_timeout,
-            )
+            return SafetyLimits.base_velocity(self.max_linear, self.max_angular, self.max_accel, dt, self.command_timeout)
         g = (self.gripper_low,) if self.gripper else ()
         gh = (self.gripper_high,) if self.gripper else ()
         gd = (self.gripper_high - self.gripper_low,) if self.gripper else ()
