@@ -176,3 +176,15 @@ def load_readings(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[str, 
     if names is not None and (not isinstance(names, list) or len(names) != readings.shape[-1]):
         raise CalibrationError(f"{path}: 'names' must list one name per joint ({readings.shape[-1]})")
     return readings, tuple(str(n) for n in names) if names is not None else None
+
+
+def load_joint_calibration(ref: str, root: str | os.PathLike[str] | None = None) -> JointCalibration:
+    """The joint calibration ``ref``: an id (latest version), ``ID/vN`` or ``joints/ID[/vN]``,
+    from the calibration registry (``robot-rl calibrate joints --id ID``). CalibrationError
+    naming the file when it is missing or malformed."""
+    from robot_rl.calibration.registry import load_calibration, parse_ref
+
+    text = ref.strip().strip("/")
+    kind, id, version = parse_ref(text if text.startswith("joints/") else f"joints/{text}")
+    doc = load_calibration(kind, id, version, root)
+    return JointCalibration.from_dict(doc, where=doc["path"])

@@ -49,6 +49,9 @@ class ArmConfig(RobotConfig):
         max_delta: maximum change of a joint target per tick (rad).
         command_timeout: s without a new command before the robot holds its pose.
         gripper: whether a gripper is driven (adds the last action element and ``gripper_pos``).
+        joint_calibration: id of a joint-offset calibration (``robot-rl calibrate joints --id ID``;
+            ``ID`` for the latest version, ``ID/vN`` to pin one): observations are reported as
+            ``sign * (raw - offset)`` and commands converted back before they are sent; "" = none.
     """
 
     joint_names: ClassVar[tuple[str, ...]] = ()
@@ -61,6 +64,7 @@ class ArmConfig(RobotConfig):
     max_delta: float = 0.05
     command_timeout: float = 0.2
     gripper: bool = True
+    joint_calibration: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -123,6 +127,17 @@ class ArmRobot(Robot):
         super().__init__(config)
         self.fault: str | None = None
         self._logged_fault: str | None = None
+        self.joint_calibration = None  # a calibration.joints.JointCalibration when config.joint_calibration is set
+        if config.joint_calibration:
+            from robot_rl.calibration.joints import load_joint_calibration
+
+            cal = load_joint_calibration(config.joint_calibration)
+            if tuple(cal.names) != tuple(config.joint_names):
+                raise ValueError(
+                    f"{config.name}: joint calibration {config.joint_calibration!r} is for joints {list(cal.names)}, "
+                    f"this arm has {list(config.joint_names)}"
+                )
+            self.joint_calibration = cal
 
     # ------------------------------------------------------------------ specs
     @property
@@ -178,10 +193,18 @@ class ArmRobot(Robot):
             where = self.config.host or "fake"
             raise RuntimeError(f"{self.config.name} at {where} is not connected: call connect() first")
 
+    def _read_calibrated(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """``_read`` with the joint calibration applied (positions and, by its sign, velocities)."""
+        q, dq, pos, quat, grip = self._read()
+        if self.joint_calibration is not None:
+            q = self.joint_calibration.to_calibrated(q)
+            dq = np.asarray(self.joint_calibration.signs) * dq
+        return q, dq, pos, quat, grip
+
     # ------------------------------------------------------------------ Robot
     def get_observation(self) -> Obs:
         self._require_connected()
-        q, dq, pos, quat, grip = self._read()
+        q, dq, pos, quat, grip = self._read_calibrated()
         self._update_fault(q)
         obs = {
             "joint_pos": q.astype(np.float32),
@@ -217,7 +240,7 @@ class ArmRobot(Robot):
                 f"{c.name}: refusing non-finite command {a[bad]} at index {bad}; "
                 "send commands through GuardedRobot, which rejects them"
             )
-        q, _, _, _, grip = self._read()
+        q, _, _, _, grip = self._read_calibrated()
         self._update_fault(q)
         hold = self.hold_action({"joint_pos": q, "gripper_pos": np.array([grip])}).astype(np.float32)
         if self.fault:
@@ -229,7 +252,8 @@ class ArmRobot(Robot):
         # exactly (the rounding moves a target by < 1e-6 rad)
         target = np.clip(a[: c.n_joints], lo, hi).astype(np.float32).astype(np.float64)
         gripper = self._gripper_command(float(np.float32(np.clip(a[c.n_joints], 0.0, 1.0)))) if c.gripper else None
-        if not self._command(target, gripper, q):
+        raw = (target, q) if self.joint_calibration is None else (self.joint_calibration.to_raw(target), self.joint_calibration.to_raw(q))
+        if not self._command(*raw[:1], gripper, raw[1]):
             self._update_fault(q)
             return hold
         sent = target if gripper is None else np.append(target, gripper)

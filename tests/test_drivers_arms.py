@@ -509,3 +509,29 @@ def test_hardware_connect_read_and_hold(name, env):
         np.testing.assert_allclose(robot.get_observation()["joint_pos"], q0, atol=0.01)
     finally:
         robot.disconnect()
+
+
+def test_a_joint_calibration_is_applied_to_readings_and_commands(tmp_path, monkeypatch):
+    """``joint_calibration``: the driver reports sign * (raw - offset) and sends raw targets."""
+    from robot_rl.calibration.registry import save_calibration
+
+    monkeypatch.setenv("ROBOT_RL_CALIBRATION_DIR", str(tmp_path))
+    names = make_robot("xarm", fake=True).config.joint_names
+    offsets, signs = np.array([0.1, -0.2, 0.05, 0.0, 0.3, -0.1]), np.array([1, -1, 1, 1, -1, 1])
+    save_calibration("joints", "my_xarm", {"names": list(names), "offsets": offsets.tolist(), "signs": signs.tolist()})
+    host = f"10.0.0.{next(_HOSTS)}"
+    ctrl = fake_xarm.controller(host)
+    robot = make_robot("xarm", fake=True, host=host, joint_calibration="my_xarm")
+    robot.connect()
+    try:
+        raw = ctrl.arm.q.copy()
+        np.testing.assert_allclose(robot.get_observation()["joint_pos"], signs * (raw - offsets), atol=1e-5)
+        target = signs * (raw - offsets) + 0.01  # a small step in calibrated joint space
+        sent = robot.send_action(np.append(target, 0.0))
+        np.testing.assert_allclose(sent[:6], target, atol=1e-5)
+        np.testing.assert_allclose(joints_target(ctrl), signs * target + offsets, atol=1e-5)  # raw on the wire
+    finally:
+        robot.disconnect()
+        fake_xarm.power_off(host)
+    with pytest.raises(ValueError, match="no joints calibration for .my_ur.*robot-rl calibrate joints"):
+        make_robot("ur", fake=True, joint_calibration="my_ur")
