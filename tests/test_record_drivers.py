@@ -175,3 +175,41 @@ def test_keyboard_reads_keys_from_a_fifo_or_a_file(tmp_path):
     kb.close()
     with pytest.raises(FileNotFoundError, match="mkfifo"):
         make_teleop("keyboard", action_spec=base, keys_from=str(tmp_path / "nope"))
+
+
+@pytest.mark.slow
+def test_camera_frames_the_recorder_had_to_hold_are_counted_per_episode_and_flagged(tmp_path):
+    """A camera at 2 Hz under a 20 Hz robot: most steps hold a frame older than the stale
+    limit; the recorder writes the per-episode count into the record and the report flags it."""
+    from robot_rl.interop.report import check_episodes
+
+    fifo, out = tmp_path / "keys", tmp_path / "x.zarr"
+    os.mkfifo(fifo)
+    keys = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    device = json.dumps({"keys_from": str(fifo)})
+    proc = subprocess.Popen(
+        [str(BIN), "launch", "record.launch.yaml", "robot:=mock_base", "teleop:=keyboard", f"device_config:={device}",
+         f"out:={out}", "camera:=true", "camera_width:=64", "camera_height:=48", "camera_fps:=2.0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    watch = StatusWatch()
+    try:
+        os.write(keys, b"\n")
+        watch.wait_for(lambda s: s.get("recording"), 90, "the episode to start", proc)
+        watch.wait_for(lambda s: s.get("steps", 0) >= 30, 30, "30 steps", proc)
+        os.write(keys, b"y")
+        watch.wait_for(lambda s: s.get("episodes", 0) == 1 and not s.get("recording"), 30, "the commit", proc)
+        os.write(keys, b"\x1b")
+        assert proc.wait(timeout=60) == 0, proc.stdout.read()[-4000:]
+    finally:
+        watch.close()
+        os.close(keys)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    store = EpisodeStore(out)
+    dropped = store.records[0].get("dropped", {})
+    held = sum(v for k, v in dropped.items() if "wrist" in k)
+    assert held >= store.n_steps // 2, f"a 2 Hz camera under 20 Hz steps: {dropped} of {store.n_steps} steps"
+    (check,) = check_episodes(store)
+    assert any("recorder dropped" in r and "wrist" in r for r in check.reasons), check.reasons

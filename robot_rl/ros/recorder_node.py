@@ -66,6 +66,7 @@ class RecorderNode(RobotRLNode):
         self.writer: EpisodeWriter | None = None
         self.recording = False
         self.dropped: Counter[str] = Counter()
+        self._dropped_at_start: Counter[str] = Counter()  # self.dropped when the episode started
         self.rejected = 0
         self._history: dict[str, deque[tuple[int, np.ndarray]]] = {}
         self._pending: deque[tuple[int, float, np.ndarray]] = deque()
@@ -287,6 +288,7 @@ class RecorderNode(RobotRLNode):
             self._start_stamp = self._last_reset_stamp or latest
             self._pending.clear()
             self._intervened_steps = 0
+            self._dropped_at_start = Counter(self.dropped)
             self.recording = True
             response.success, response.message = True, f"recording episode {self.writer.num_episodes}"
         self._publish_status()
@@ -306,6 +308,9 @@ class RecorderNode(RobotRLNode):
             response.success, response.message = False, "no steps recorded; nothing committed"
             return response
         meta: dict[str, Any] = {"success": bool(request.data)}
+        dropped = self.dropped - self._dropped_at_start
+        if dropped:  # steps that held a key from an older message (per key): `robot-rl data report` flags them
+            meta["dropped"] = dict(dropped)
         if self._intervened_steps:
             meta.update(source="intervention", interventions=self._intervened_steps)
         self._intervened_steps = 0
