@@ -66,7 +66,8 @@ def main() -> int:
     log.unlink(missing_ok=True)
     audit.unlink(missing_ok=True)
     ckpt = args.checkpoint or make_checkpoint(args.out)
-    robot = start("robot_rl.ros.robot_node", "robot", "robot:=sim_lift", "seed:=3", f"audit_log:={audit}", log=log)
+    # stall_traceback: a tick gap over 0.4 s dumps the robot node's stacks into nodes.log
+    robot = start("robot_rl.ros.robot_node", "robot", "robot:=sim_lift", "seed:=3", f"audit_log:={audit}", "stall_traceback:=0.4", log=log)
     policy = start("robot_rl.ros.policy_node", "policy", f"checkpoint:={ckpt}", log=log)
     probe = Probe()
     commanded: list[float] = []

@@ -2,7 +2,8 @@
 
 Parameters: ``robot`` (registered name), ``robot_config`` (JSON overrides), ``seed``
 (first sim reset), ``audit_log`` (optional path: one line per sent action,
-``<stamp_ns> <values...>``, for audits and tests).
+``<stamp_ns> <values...>``, for audits and tests), ``stall_traceback`` (s; when the
+control tick stops for that long, every thread's stack goes to stderr; 0 = off).
 
     robot-rl-robot-node --ros-args -p robot:=sim_lift -p robot_config:='{"cameras": ["agentview"]}'
 
@@ -17,6 +18,7 @@ the last valid command (which expires after the command timeout).
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import threading
 import time
@@ -53,6 +55,9 @@ class RobotNode(RobotRLNode):
         self.declare_parameter("robot_config", "")
         self.declare_parameter("seed", 0)
         self.declare_parameter("audit_log", "")
+        # diagnostics: when the control tick has not run for this many s, dump every thread's
+        # Python stack to stderr (faulthandler: works while a C call holds the GIL); 0 = off
+        self.declare_parameter("stall_traceback", 0.0)
         self.robot: Any = None
         self.guard: GuardedRobot | None = None
         self._command: np.ndarray | None = None
@@ -68,6 +73,7 @@ class RobotNode(RobotRLNode):
         self._last_control = time.monotonic()
         self._watchdog_stop = threading.Event()
         self.watchdog_holds = 0
+        self._stall_traceback = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -120,6 +126,7 @@ class RobotNode(RobotRLNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._stall_traceback = float(self.get_parameter("stall_traceback").value)
         with self._lock:
             obs = self.guard.observe()
         self._publish_obs(obs)
@@ -221,8 +228,11 @@ class RobotNode(RobotRLNode):
 
     # ------------------------------------------------------------------ control loop
     def _tick(self) -> None:
-        """One control period: decide and send under the lock, then publish outside it (a
-        DDS call that blocks must not keep the hold watchdog from the robot)."""
+        """One control period: decide and send under the lock, then publish outside it (so a
+        slow publish does not hold the lock; a publish blocked inside rclpy also holds the
+        GIL, which stops the hold watchdog too: see docs/ros.md)."""
+        if self._stall_traceback > 0:  # re-armed every tick: fires only when ticks stop
+            faulthandler.dump_traceback_later(self._stall_traceback, exit=False)
         with self._lock:
             step = self._control_step()
         if step is None:
@@ -259,9 +269,10 @@ class RobotNode(RobotRLNode):
 
     def start_hold_watchdog(self) -> None:
         """Hold the robot even when the control tick does not run: a thread that, after two
-        periods without a tick (the executor blocked, e.g. in a DDS call: ~1 s stalls were
-        measured when a peer process froze or died), applies the command timeout and the
-        e-stop itself, every period, until the tick runs again. It sends holds only."""
+        periods without a tick (the executor stalled in Python code), applies the command
+        timeout and the e-stop itself, every period, until the tick runs again. It sends
+        holds only. It cannot run while another thread holds the GIL in a blocked C call
+        (the ~1 s rclpy publish stalls measured when a peer process froze or died)."""
         self._watchdog_stop.clear()
         threading.Thread(target=self._hold_watchdog, name="hold-watchdog", daemon=True).start()
 
@@ -282,6 +293,8 @@ class RobotNode(RobotRLNode):
                 self.get_logger().error(f"hold watchdog: {exc!r}", throttle_duration_sec=1.0)
 
     def destroy_node(self) -> None:
+        if self._stall_traceback > 0:
+            faulthandler.cancel_dump_traceback_later()
         self._watchdog_stop.set()
         with self._lock:  # a hold in progress finishes before the robot goes away
             pass
