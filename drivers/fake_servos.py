@@ -253,6 +253,8 @@ class ServoChain:
     """
 
     protocol: ClassVar[str] = ""
+    unanswered_at_start: ClassVar[int] = 0
+    """Fault injection: leave the first N instruction packets unanswered (a chain still powering up)."""
 
     def __init__(self, models: dict[int, str], speed: float = 3000.0, start_ticks: dict[int, float] | None = None) -> None:
         if not models:
@@ -268,6 +270,8 @@ class ServoChain:
         self._master = self._slave = -1
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._serving = threading.Event()  # set once the thread is in its read loop
+        self._unanswered = self.unanswered_at_start
 
     def _make_motor(self, id_: int, model: str, speed: float) -> EmulatedMotor:
         raise NotImplementedError
@@ -283,6 +287,10 @@ class ServoChain:
         self._stop.clear()
         self._thread = threading.Thread(target=self._serve, name=f"fake-{self.protocol}-{self.port}", daemon=True)
         self._thread.start()
+        # a real chain answers from the moment it is powered: do not hand the port to an SDK
+        # (whose first pings time out after ~30 ms) before the thread reads it
+        if not self._serving.wait(5.0):
+            raise RuntimeError(f"fake servo chain on {self.port} did not start serving within 5 s")
         return self
 
     def stop(self) -> None:
@@ -321,6 +329,7 @@ class ServoChain:
     # ------------------------------------------------------------------ serving
     def _serve(self) -> None:
         buf = bytearray()
+        self._serving.set()
         while not self._stop.is_set():
             try:
                 ready, _, _ = select.select([self._master], [], [], 0.05)
@@ -335,6 +344,9 @@ class ServoChain:
                 if consumed == 0:
                     break
                 del buf[:consumed]
+                if reply and self._unanswered > 0:
+                    self._unanswered -= 1
+                    continue
                 if reply:
                     try:
                         os.write(self._master, reply)

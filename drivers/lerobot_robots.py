@@ -50,6 +50,7 @@ import logging
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -198,6 +199,9 @@ class LeRobotArmConfig(RobotConfig):
             (deg for joints, percent for the gripper); 0 disables it (robot_rl's filter
             already bounds the step; lerobot's clip costs an extra bus read per command).
         disable_torque_on_disconnect: let the arm go limp on disconnect (lerobot's default).
+        connect_attempts: tries of lerobot's bus handshake (a ping per motor, no retry of its
+            own) before connect fails: a servo that misses one ping right after the port opens
+            (powering up, a busy USB adapter, a loaded host) does not fail the launch.
     """
 
     family: ClassVar[Family]
@@ -216,6 +220,7 @@ class LeRobotArmConfig(RobotConfig):
     command_timeout: float = 0.5
     max_relative_target: float = 0.0
     disable_torque_on_disconnect: bool = True
+    connect_attempts: int = 3
 
     def __post_init__(self) -> None:
         for name in ("joint_low", "joint_high", "joint_velocity"):
@@ -413,7 +418,17 @@ class LeRobotDriver(Robot):
                     f"robot {c.name!r}: calibration {fpath} does not cover motors {list(self.family.motor_names)}; "
                     f"run {self.calibrate_command()}"
                 )
-            robot.connect(calibrate=False)  # lerobot's calibrate() prompts on stdin: never from a driver
+            for attempt in range(1, max(1, c.connect_attempts) + 1):
+                try:
+                    robot.connect(calibrate=False)  # lerobot's calibrate() prompts on stdin: never from a driver
+                    break
+                except RuntimeError as exc:  # the handshake: "motor check failed" (a missed ping)
+                    if attempt >= c.connect_attempts or "motor check failed" not in str(exc):
+                        raise
+                    log.warning("%s: bus handshake failed (attempt %d of %d), retrying: %s", c.name, attempt, c.connect_attempts, str(exc).splitlines()[0])
+                    if robot.bus.is_connected:
+                        robot.bus.disconnect(disable_torque=False)
+                    time.sleep(0.2)
             self.lerobot = robot
             if not robot.is_calibrated:
                 # the motors' calibration registers differ from the file (e.g. the arm was calibrated on

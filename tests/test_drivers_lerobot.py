@@ -229,6 +229,25 @@ def test_missing_motor_fails_connect_cleanly(tmp_path):
             r.get_observation()
 
 
+@pytest.mark.parametrize("chain_cls, name", [(FeetechChain, "so101"), (DynamixelChain, "koch")])
+def test_a_missed_handshake_ping_is_retried(monkeypatch, caplog, chain_cls, name):
+    """A servo that misses its first ping (a chain powering up, a loaded host): connect retries
+    lerobot's handshake; with connect_attempts=1 the handshake error comes through."""
+    monkeypatch.setattr(chain_cls, "unanswered_at_start", 1)
+    r = make_robot(name, fake=True)
+    with caplog.at_level("WARNING", logger="robot_rl.drivers.lerobot_robots"):
+        r.connect()
+    try:
+        assert r.is_connected and "handshake failed (attempt 1 of 3)" in caplog.text
+        assert r.get_observation()["joint_pos"].shape == (5,)
+    finally:
+        r.disconnect()
+    r = make_robot(name, fake=True, connect_attempts=1)
+    with pytest.raises(RuntimeError, match="Missing motor IDs"):
+        r.connect()
+    assert not r.is_connected
+
+
 def test_fake_uses_a_given_calibration_file(tmp_path):
     r = make_robot("so101", fake=True, id="mine", calibration_dir=str(tmp_path))
     cal = fake_calibration(r.family)

@@ -281,8 +281,11 @@ def test_a_wall_clock_jump_trips_nothing_and_misses_nothing(jump, tmp_path):
         stepped = time.monotonic()
         stopped = probe.drive(0.3, 1.5)  # keeps commanding across the step
         during = [(t, a) for t, a in probe.sent if stepped < t <= stopped]
-        # against the rate it had just before (the machine may be busy): no stall
-        assert len(during) >= 0.6 * len(before) * (stopped - stepped), f"control loop slowed: {len(during)} actions, {len(before)} in 1 s before"
+        # no stall: before the fix the loop sent nothing for the whole step (0 actions in 1.7 s).
+        # Under libfaketime a faked process can hiccup for up to ~0.45 s on a busy machine
+        # (benchmarks/RESULTS.md, wall-clock jumps), so the bound is on the longest silence
+        times = [stepped, *(t for t, _ in during), stopped]
+        assert len(during) > 0 and max(np.diff(times)) < 0.5, f"control loop stalled: {len(during)} actions in {stopped - stepped:.2f} s, longest gap {max(np.diff(times)):.2f} s ({len(before)} in 1 s before)"
         assert all(a[0] > 0 for _, a in during), "a false timeout: the robot held while commands flowed"
         probe.spin(1.0)
         after = [(t, a) for t, a in probe.sent if t > stopped]
