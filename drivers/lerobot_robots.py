@@ -199,9 +199,10 @@ class LeRobotArmConfig(RobotConfig):
             (deg for joints, percent for the gripper); 0 disables it (robot_rl's filter
             already bounds the step; lerobot's clip costs an extra bus read per command).
         disable_torque_on_disconnect: let the arm go limp on disconnect (lerobot's default).
-        connect_attempts: tries of lerobot's bus handshake (a ping per motor, no retry of its
-            own) before connect fails: a servo that misses one ping right after the port opens
-            (powering up, a busy USB adapter, a loaded host) does not fail the launch.
+        connect_attempts: tries of lerobot's connect (a handshake ping per motor and the
+            configure writes, none retried by lerobot) before connect fails, 0.5 s apart and
+            growing: a servo that misses a packet right after the port opens (powering up, a
+            busy USB adapter, a loaded host) does not fail the launch.
     """
 
     family: ClassVar[Family]
@@ -220,7 +221,7 @@ class LeRobotArmConfig(RobotConfig):
     command_timeout: float = 0.5
     max_relative_target: float = 0.0
     disable_torque_on_disconnect: bool = True
-    connect_attempts: int = 3
+    connect_attempts: int = 5
 
     def __post_init__(self) -> None:
         for name in ("joint_low", "joint_high", "joint_velocity"):
@@ -422,13 +423,13 @@ class LeRobotDriver(Robot):
                 try:
                     robot.connect(calibrate=False)  # lerobot's calibrate() prompts on stdin: never from a driver
                     break
-                except RuntimeError as exc:  # the handshake: "motor check failed" (a missed ping)
-                    if attempt >= c.connect_attempts or "motor check failed" not in str(exc):
+                except (RuntimeError, ConnectionError) as exc:  # a missed ping or status packet on the bus
+                    if attempt >= c.connect_attempts:
                         raise
                     log.warning("%s: bus handshake failed (attempt %d of %d), retrying: %s", c.name, attempt, c.connect_attempts, str(exc).splitlines()[0])
                     if robot.bus.is_connected:
                         robot.bus.disconnect(disable_torque=False)
-                    time.sleep(0.2)
+                    time.sleep(0.5 * attempt)
             self.lerobot = robot
             if not robot.is_calibrated:
                 # the motors' calibration registers differ from the file (e.g. the arm was calibrated on
