@@ -260,12 +260,17 @@ def test_a_wall_clock_jump_trips_nothing_and_misses_nothing(jump, tmp_path):
     keeps its rate (ROS-time timers stall after a backward step), stamps keep increasing,
     commands keep being obeyed (no false timeout), and when commands stop after the step
     the robot still holds within the command timeout + one period (no missed trip)."""
+    # the command timeout is 2 s, not mock_base's 0.3 s: a full suite on 2 cores paused this
+    # test process (the command source) for over 0.3 s after the step (clean-clone CI), and
+    # a real timeout then is no false trip. A clock bug still shows: a forward step read as
+    # command age trips at once, a backward one never trips; both are far outside 2 s.
+    timeout = 2.0
     spec = tmp_path / "faketime"
     spec.write_text("+0\n")
     env = {**os.environ, **faketime_env(spec)}
     audit = tmp_path / "audit.txt"
     robot = subprocess.Popen(
-        [sys.executable, "-m", "robot_rl.ros.robot_node", "--ros-args", "-r", "__node:=robot", "-p", "robot:=mock_base", "-p", f"audit_log:={audit}"],
+        [sys.executable, "-m", "robot_rl.ros.robot_node", "--ros-args", "-r", "__node:=robot", "-p", "robot:=mock_base", "-p", f"robot_config:='{{\"command_timeout\": {timeout}}}'", "-p", f"audit_log:={audit}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
     )  # fmt: skip
     probe = Probe()
@@ -282,18 +287,21 @@ def test_a_wall_clock_jump_trips_nothing_and_misses_nothing(jump, tmp_path):
             assert time.monotonic() - jumped < 10, "the robot node's status never showed the step (its timers stalled, or its clock did not step)"
             probe.drive(0.3, 0.1)
         stepped = time.monotonic()
-        stopped = probe.drive(0.3, 1.5)  # keeps commanding across the step
+        stopped = probe.drive(0.3, 3.0)  # keeps commanding across the step
         during = [(t, a) for t, a in probe.sent if stepped < t <= stopped]
         # the control loop's own rate is checked on its audit log below (no tick gap over
         # 0.5 s; before the fix it sent nothing for the whole step): arrival times at this
         # process also carry its own pauses (a full suite's garbage collections, ~1 s seen)
         assert during, f"no action reached the probe in the {stopped - stepped:.2f} s after the step"
         assert all(a[0] > 0 for _, a in during), "a false timeout: the robot held while commands flowed"
-        probe.spin(1.0)
+        probe.spin(timeout + 1.0)
         after = [(t, a) for t, a in probe.sent if t > stopped]
-        first_hold = next(t for t, a in after if a[0] == 0.0)
-        # mock_base: command timeout 0.3 s + one 0.05 s period, + 0.1 s for DDS on a busy machine
-        assert first_hold - stopped <= 0.3 + 0.05 + 0.1
+        first_hold = next((t for t, a in after if a[0] == 0.0), None)
+        assert first_hold is not None, "a missed trip: the robot never held after the commands stopped"
+        # command timeout + one 0.05 s period, + 0.2 s for DDS and scheduling on a busy machine
+        assert first_hold - stopped <= timeout + 0.05 + 0.2
+        # and not early either: the 2 s timeout is the one in force, counted on a steady clock
+        assert first_hold - stopped >= timeout - 0.1, f"held {first_hold - stopped:.2f} s after the last command"
         assert after, f"the robot node stopped publishing after the commands stopped ({len(before)} actions in 1 s before)"
     finally:
         probe.close()
