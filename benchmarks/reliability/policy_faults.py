@@ -49,12 +49,40 @@ def is_hold(action: np.ndarray) -> bool:
     return bool(np.all(action[:6] == 0.0))  # ee_delta hold: no motion
 
 
+def watch_stalls(pid: int, audit: Path, py_spy: str, out: Path) -> None:
+    """A daemon thread: when the audit log (one line per robot tick) has not grown for
+    0.35 s, run ``py-spy dump --native`` on the robot node (works while a C call holds the
+    GIL, which stops the node's own faulthandler dumps from naming the C function)."""
+    import subprocess
+    import threading
+
+    out.mkdir(parents=True, exist_ok=True)
+
+    def run() -> None:
+        size, grew, dumped = -1, time.monotonic(), False
+        while True:
+            time.sleep(0.05)
+            now_size = audit.stat().st_size if audit.exists() else 0
+            if now_size != size:
+                size, grew, dumped = now_size, time.monotonic(), False
+            elif not dumped and size > 0 and time.monotonic() - grew > 0.35:
+                dumped = True
+                stall = time.monotonic() - grew
+                res = subprocess.run([py_spy, "dump", "--native", "--pid", str(pid)], capture_output=True, text=True, check=False)
+                path = out / f"stall_{time.strftime('%H%M%S')}_{int(time.monotonic() * 1000) % 100000}.txt"
+                path.write_text(f"stalled {stall:.2f} s at dump start, dump took {time.monotonic() - grew - stall:.2f} s\n{res.stdout}\n{res.stderr}")
+                print(f"robot ticks stalled: native stacks in {path}", flush=True)
+
+    threading.Thread(target=run, daemon=True).start()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faults", type=int, default=100)
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/reliability/policy_faults"))
     ap.add_argument("--tag", default="", help="suffix of the output JSON")
+    ap.add_argument("--native-dumps", metavar="PY_SPY", help="path of a py-spy binary: when the robot node's ticks stop for 0.35 s, dump its native and Python stacks into the output folder")
     args = ap.parse_args()
     from std_msgs.msg import Float64MultiArray
     from std_srvs.srv import SetBool, Trigger
@@ -69,6 +97,8 @@ def main() -> int:
     # stall_traceback: a tick gap over 0.4 s dumps the robot node's stacks into nodes.log
     robot = start("robot_rl.ros.robot_node", "robot", "robot:=sim_lift", "seed:=3", f"audit_log:={audit}", "stall_traceback:=0.4", log=log)
     policy = start("robot_rl.ros.policy_node", "policy", f"checkpoint:={ckpt}", log=log)
+    if args.native_dumps:
+        watch_stalls(robot.pid, audit, args.native_dumps, args.out / f"native_dumps{args.tag}")
     probe = Probe()
     commanded: list[float] = []
     probe.node.create_subscription(Float64MultiArray, "commands", lambda m: commanded.append(time.monotonic()), command_qos(TIMEOUT))

@@ -19,6 +19,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
+from robot_rl.ros.dds import udp_only_transport
+
 SENSOR_QOS = qos_profile_sensor_data
 RELIABLE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 LATCHED_QOS = QoSProfile(
@@ -189,8 +191,11 @@ def _logged_transition(fn: Any) -> Any:
 
 def run_node(node_cls: type[RobotRLNode], args: Sequence[str] | None = None) -> int:
     """Entry point body: init, (auto)start, spin until shutdown; 1 if configure fails."""
+    transport = udp_only_transport() if getattr(node_cls, "udp_only", False) else ""
     rclpy.init(args=list(args) if args is not None else sys.argv)
     node = node_cls()
+    if transport:
+        node.get_logger().info(f"DDS transport: {transport}")
     code = 0
     try:
         if node.get_parameter("autostart").value:

@@ -106,6 +106,7 @@ class LoopStats:
 
 
 class PolicyNode(RobotRLNode):
+    udp_only = True  # run_node: no Fast DDS shared memory (ros/dds.py)
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("policy", **kwargs)  # kwargs: rclpy Node options (context, parameter_overrides)
         self.declare_parameter("checkpoint", "")

@@ -49,6 +49,7 @@ from robot_rl.ros.common import (
 
 
 class RobotNode(RobotRLNode):
+    udp_only = True  # run_node: no Fast DDS shared memory, a frozen peer cannot block a publish (ros/dds.py)
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("robot", **kwargs)  # kwargs: rclpy Node options (context, parameter_overrides)
         self.declare_parameter("robot", "")
