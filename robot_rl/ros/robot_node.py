@@ -3,7 +3,10 @@
 Parameters: ``robot`` (registered name), ``robot_config`` (JSON overrides), ``seed``
 (first sim reset), ``audit_log`` (optional path: one line per sent action,
 ``<stamp_ns> <values...>``, for audits and tests), ``stall_traceback`` (s; when the
-control tick stops for that long, every thread's stack goes to stderr; 0 = off).
+control tick stops for that long, every thread's stack goes to stderr; 0 = off),
+``rearm_commands`` (default 2: after a silence longer than the command timeout, that many
+commands, each within the timeout of the previous one, must arrive before the robot moves
+again; 1 = the first command moves it).
 
     robot-rl-robot-node --ros-args -p robot:=sim_lift -p robot_config:='{"cameras": ["agentview"]}'
 
@@ -14,6 +17,13 @@ published stamped with the observation it was applied in, then the new observati
 A malformed message (wrong length or element names, a non-finite value) is rejected:
 counted per reason on ``~/status``, logged once per reason, and the node runs on with
 the last valid command (which expires after the command timeout).
+
+Re-arming takes a stream, not one message: a lone command after a silence is what a
+command source that froze or died leaves behind (a sample written before a SIGSTOP and
+delivered after the SIGCONT, measured in benchmarks/reliability/policy_faults.py), and
+commands carry no stamp the robot could judge its age by. Such commands are counted as
+``rearm_waits`` on ``~/status``; a live source streams at its rate, so re-arming costs
+it one period.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from robot_rl.ros.common import (
 
 class RobotNode(RobotRLNode):
     udp_only = True  # run_node: no Fast DDS shared memory, a frozen peer cannot block a publish (ros/dds.py)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("robot", **kwargs)  # kwargs: rclpy Node options (context, parameter_overrides)
         self.declare_parameter("robot", "")
@@ -59,6 +70,7 @@ class RobotNode(RobotRLNode):
         # diagnostics: when the control tick has not run for this many s, dump every thread's
         # Python stack to stderr (faulthandler: works while a C call holds the GIL); 0 = off
         self.declare_parameter("stall_traceback", 0.0)
+        self.declare_parameter("rearm_commands", 2)
         self.robot: Any = None
         self.guard: GuardedRobot | None = None
         self._command: np.ndarray | None = None
@@ -75,10 +87,17 @@ class RobotNode(RobotRLNode):
         self._watchdog_stop = threading.Event()
         self.watchdog_holds = 0
         self._stall_traceback = 0.0
+        self._rearm = 2
+        self._stream = 0  # valid commands since the last silence longer than the timeout
+        self._last_arrival = float("-inf")
+        self.rearm_waits = 0
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         name = self.get_parameter("robot").value
+        self._rearm = int(self.get_parameter("rearm_commands").value)
+        if self._rearm < 1:
+            return self.fail(f"rearm_commands must be >= 1, got {self._rearm}")
         try:
             overrides = json_param(self, "robot_config", {})
             self.robot = make_robot(name, **overrides)
@@ -197,9 +216,17 @@ class RobotNode(RobotRLNode):
             bad = int(np.flatnonzero(~np.isfinite(values))[0])
             self._reject("non-finite value", f"{values[bad]} at index {bad} ({self._action_names[bad]})")
             return  # the robot keeps its last valid command (and times out without new ones)
+        now = self.guard.filter.clock()
+        if now - self._last_arrival >= self.guard.filter.limits.command_timeout:
+            self._stream = 0  # after a silence: re-arming takes a stream (module docstring)
+        self._last_arrival = now
+        self._stream += 1
+        if self._stream < self._rearm:
+            self.rearm_waits += 1
+            return
         self._command = values
         self._command_fresh = True
-        self._command_at = self.guard.filter.clock()  # the timeout counts from arrival
+        self._command_at = now  # the timeout counts from arrival
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data:
@@ -211,6 +238,7 @@ class RobotNode(RobotRLNode):
         with self._lock:
             self.guard.reset_estop()
             self._command = None
+            self._stream = 0
         response.success, response.message = True, "e-stop reset; waiting for a fresh command"
         return response
 
@@ -221,6 +249,7 @@ class RobotNode(RobotRLNode):
             self.guard = GuardedRobot(self.robot, clock=self.guard.filter.clock) if not self.guard.filter.estopped else self.guard
             self.guard.last_obs = obs
             self._command = None
+            self._stream = 0
             self._last_control = time.monotonic()
         self._publish_obs(obs)
         self._events_pub.publish(String(data=json.dumps({"event": "reset", "stamp": self._obs_stamp, "seed": self._seed})))
@@ -328,6 +357,7 @@ class RobotNode(RobotRLNode):
             "rejected_messages": self.rejected_messages,
             "rejected_by_reason": dict(self.rejected_by_reason),
             "watchdog_holds": self.watchdog_holds,
+            "rearm_waits": self.rearm_waits,
             "safety_counts": dict(self.guard.filter.counts),
             "time": time.time(),
         }
