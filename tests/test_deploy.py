@@ -148,6 +148,48 @@ def test_a_stopped_or_killed_policy_makes_the_robot_hold(lift_checkpoint):
         stop(policy, robot)
 
 
+@pytest.mark.slow
+def test_a_wall_clock_step_under_the_policy_trips_nothing(lift_checkpoint, tmp_path):
+    """Robot and policy nodes both see their wall clock step back an hour mid-run: the
+    policy keeps commanding (no false stale trip), and a SIGSTOP after the step still
+    makes the robot hold within the command timeout + one period (no missed trip).
+    (Out of the suite while both nodes used Fast DDS shared memory: its waits span at
+    80-180% CPU after the step under libfaketime; both nodes now talk UDP, ros/dds.py.)"""
+    from test_reliability import faketime_env
+
+    spec = tmp_path / "faketime"
+    spec.write_text("+0\n")
+    env = {**os.environ, **faketime_env(spec)}
+    procs = []
+    for module, name, params in [("robot_node", "robot", ["robot:=sim_lift", "seed:=3"]), ("policy_node", "policy", [f"checkpoint:={lift_checkpoint}"])]:
+        cmd = [sys.executable, "-m", f"robot_rl.ros.{module}", "--ros-args", "-r", f"__node:={name}", *(x for p in params for x in ("-p", p))]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env))
+    robot, policy = procs
+    probe = DeployProbe()
+    try:
+        probe.wait_for(lambda: len(probe.commanded) > 20, timeout=90)
+        written = time.monotonic()
+        spec.write_text("-3600\n")
+        # the robot node's status carries its wall clock: wait until it shows the step, and
+        # a second more for the policy process (each re-reads the clock spec once a second)
+        probe.wait_for(lambda: abs(probe.status.get("time", time.time()) - time.time()) > 1800, timeout=10)
+        probe.spin(1.1)
+        stepped = time.monotonic()
+        probe.spin(1.7)
+        before = [t for t in probe.commanded if written - 1.7 < t <= written]
+        during = [t for t in probe.commanded if t > stepped]
+        # compared with its own rate just before (the machine may be busy): no stall
+        assert len(during) >= 0.6 * len(before) > 0, f"the policy slowed after the step: {len(during)} commands in 1.7 s, {len(before)} before"
+        probe.wait_for(lambda: "stale_events" in probe.policy_status)
+        assert probe.policy_status["stale_events"] == 0 and probe.policy_status["enabled"] is True
+        os.kill(policy.pid, signal.SIGSTOP)
+        assert_holds(probe, "SIGSTOP after a wall-clock step")
+        os.kill(policy.pid, signal.SIGCONT)
+    finally:
+        probe.close()
+        stop(policy, robot)
+
+
 def test_an_action_ready_after_the_stale_timeout_is_never_sent(lift_checkpoint, tmp_path):
     """The policy process stops (SIGSTOP, a blocked call) in the middle of an inference: the
     action computed from the old observation is dropped, not published after the resume,
