@@ -29,9 +29,12 @@ status (Dynamixel), broadcast writes are never answered, and an absent ID stays 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
+import subprocess
+import sys
 import threading
 import time
 import tty
@@ -632,3 +635,122 @@ class DynamixelChain(ServoChain):
             motor.torque_changed(motor.mem[torque_addr] == 1 and not was_on)
         motor.step(time.monotonic())
         return 0
+
+
+# ---------------------------------------------------------------------- in a process of its own
+class ChainProcess:
+    """The same emulated chain, served from a child process of its own.
+
+    A chain served by a thread answers only when that thread gets the GIL. In a busy
+    process (the robot node publishing, a launch starting three Python processes on 2
+    cores) it missed lerobot's ~30 ms status timeouts: "There is no status packet!" in
+    full-suite runs. A real servo answers in microseconds whatever the host does, and so
+    does a chain in its own process. Same interface as :class:`ServoChain` for the driver
+    and the tests (``start``, ``port``, ``register``, ``calibrate``, ``stop``); the child
+    runs this file as a script (stdlib only) and answers JSON lines on stdin/stdout. It
+    exits when its stdin closes, so it does not outlive a killed parent.
+    """
+
+    def __init__(self, chain_cls: type[ServoChain], models: dict[int, str], speed: float = 3000.0, start_ticks: dict[int, float] | None = None) -> None:
+        if not models:
+            raise ValueError("an emulated servo chain needs at least one motor")
+        self.chain_cls = chain_cls
+        self._spec = {"models": models, "speed": speed, "start_ticks": start_ticks or {}}
+        self.port = ""
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> ChainProcess:
+        if self._proc is not None:
+            return self
+        spec = dict(self._spec, protocol=self.chain_cls.protocol, unanswered_at_start=self.chain_cls.unanswered_at_start)
+        self._proc = subprocess.Popen(
+            [sys.executable, __file__, json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        try:
+            self.port = self._reply(10.0)["port"]
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def _reply(self, timeout: float) -> dict:
+        assert self._proc is not None and self._proc.stdout is not None
+        ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
+        line = self._proc.stdout.readline() if ready else ""
+        if not line:
+            what = f"did not answer within {timeout:g} s" if ready == [] else f"exited ({self._proc.poll()})"
+            raise RuntimeError(f"emulated {self.chain_cls.protocol} chain process {what}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"emulated {self.chain_cls.protocol} chain: {reply['error']}")
+        return reply
+
+    def _call(self, **request: object) -> dict:
+        with self._lock:
+            if self._proc is None or self._proc.stdin is None:
+                raise RuntimeError("the emulated chain is not running: call start()")
+            self._proc.stdin.write(json.dumps(request) + "\n")
+            self._proc.stdin.flush()
+            return self._reply(10.0)
+
+    def register(self, id: int, name: str) -> int:
+        """Current value of register ``name`` of motor ``id`` (signed, as the device holds it)."""
+        return int(self._call(op="register", id=id, name=name)["value"])
+
+    def calibrate(self, cals: dict[int, MotorCal]) -> None:
+        """Program calibration registers, as if the arm had been calibrated earlier."""
+        self._call(op="calibrate", cals={str(k): vars(c) for k, c in cals.items()})
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()  # the child stops its chain and exits
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+    def __enter__(self) -> ChainProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _serve_chain(spec_json: str) -> int:
+    """The child of :class:`ChainProcess`: serve a chain, answer requests until stdin closes."""
+    spec = json.loads(spec_json)
+    cls = {c.protocol: c for c in (FeetechChain, DynamixelChain)}[spec["protocol"]]
+    cls.unanswered_at_start = int(spec["unanswered_at_start"])
+    models = {int(k): v for k, v in spec["models"].items()}
+    start = {int(k): float(v) for k, v in spec["start_ticks"].items()} or None
+    chain = cls(models, speed=float(spec["speed"]), start_ticks=start).start()
+    print(json.dumps({"port": chain.port}), flush=True)
+    try:
+        for line in sys.stdin:
+            request = json.loads(line)
+            try:
+                if request["op"] == "register":
+                    reply: dict = {"value": chain.register(int(request["id"]), request["name"])}
+                elif request["op"] == "calibrate":
+                    chain.calibrate({int(k): MotorCal(**v) for k, v in request["cals"].items()})
+                    reply = {}
+                else:
+                    reply = {"error": f"unknown request {request['op']!r}"}
+            except (KeyError, ValueError, TypeError) as exc:
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
+            print(json.dumps(reply), flush=True)
+    finally:
+        chain.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_serve_chain(sys.argv[1]))

@@ -58,7 +58,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from robot_rl.data.schema import KeySpec
-from robot_rl.drivers.fake_servos import DynamixelChain, FeetechChain, MotorCal, ServoChain
+from robot_rl.drivers.fake_servos import ChainProcess, DynamixelChain, FeetechChain, MotorCal, ServoChain
 from robot_rl.robots.base import Obs, Robot, RobotConfig
 from robot_rl.robots.registry import register_robot
 from robot_rl.safety import SafetyLimits
@@ -102,9 +102,17 @@ class Family:
     def motor_names(self) -> tuple[str, ...]:
         return tuple(self.prefix + j for j in (*ARM_JOINTS, "gripper")) + self.wheels
 
+    @property
+    def chain_class(self) -> type[ServoChain]:
+        return DynamixelChain if self.sdk == "dynamixel_sdk" else FeetechChain
+
     def chain(self, **kwargs: Any) -> ServoChain:
-        cls = DynamixelChain if self.sdk == "dynamixel_sdk" else FeetechChain
-        return cls(dict(self.models), **kwargs)
+        """The emulated chain, served by a thread of this process."""
+        return self.chain_class(dict(self.models), **kwargs)
+
+    def chain_process(self, **kwargs: Any) -> ChainProcess:
+        """The emulated chain, served by a process of its own (what ``fake=True`` runs)."""
+        return ChainProcess(self.chain_class, dict(self.models), **kwargs)
 
 
 STS = "sts3215"
@@ -321,7 +329,7 @@ class LeRobotDriver(Robot):
         self.family = type(config).family
         self._lerobot_cls, self._lerobot_config_cls = import_lerobot(self.family)
         self.lerobot: Any = None  # lerobot's robot once connected
-        self.chain: ServoChain | None = None  # the emulated servo chain when fake
+        self.chain: ChainProcess | None = None  # the emulated servo chain when fake
         self._tmpdir: str | None = None
         self._limits = config.safety_limits()
         self._has_base = bool(self.family.wheels)
@@ -373,7 +381,9 @@ class LeRobotDriver(Robot):
         for name, mc in cal.items():
             mid = (mc.range_min + mc.range_max) / 2
             start[ids[name]] = mid + mc.homing_offset if name not in self.family.wheels else 2048.0
-        self.chain = self.family.chain(start_ticks=start).start()
+        # in a process of its own: a thread of this process misses lerobot's ~30 ms status
+        # timeouts whenever this process holds the GIL for longer (fake_servos.ChainProcess)
+        self.chain = self.family.chain_process(start_ticks=start).start()
         self.chain.calibrate({ids[name]: mc for name, mc in cal.items()})
         return self.chain.port
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import serial
 
-from robot_rl.drivers.fake_servos import DynamixelChain, FeetechChain, MotorCal, crc16
+from robot_rl.drivers.fake_servos import ChainProcess, DynamixelChain, FeetechChain, MotorCal, crc16
 from robot_rl.drivers.lerobot_robots import ARM_JOINTS, LEKIWI_MAX_WHEEL_RAW, fake_calibration, write_calibration
 from robot_rl.robots import GuardedRobot, make_robot
 
@@ -278,6 +280,41 @@ def test_feetech_wire_protocol():
         port.write(b"\xff\xff" + bytes([1, 2, 0x7A, ~(1 + 2 + 0x7A) & 0xFF]))  # unknown instruction: silent
         port.write(b"\xff\xff" + bytes([9, 2, 0x01, ~(9 + 2 + 1) & 0xFF]))  # ping an absent id: silent
         assert read_reply(port, 1, 0.2) == b""
+
+
+def test_the_chain_process_answers_while_this_process_holds_the_gil():
+    """``fake=True`` serves the chain from a process of its own: it answers while the
+    process using it holds the GIL (a thread of that process could not), as a real servo
+    would, and it does not outlive its parent."""
+    read_model = bytes([1, 4, 0x02, 3, 2])  # READ id 1, Model_Number (addr 3, 2 bytes)
+    with ChainProcess(FeetechChain, {1: "sts3215"}, start_ticks={1: 1000.0}) as chain, serial.Serial(chain.port, 1_000_000, timeout=0.05) as port:
+        assert chain.register(1, "Present_Position") == 1000
+        for _ in range(5):  # a thread-served chain missed about half of these (measured)
+            port.write(b"\xff\xff" + read_model + bytes([~sum(read_model) & 0xFF]))
+            start = time.monotonic()
+            sum(range(20_000_000))  # one C call: no other thread of this process runs meanwhile
+            held = time.monotonic() - start
+            assert port.in_waiting == 8, f"no reply while the GIL was held for {held:.2f} s"
+            reply = port.read(8)
+            assert reply[:5] == bytes([0xFF, 0xFF, 1, 4, 0]) and int.from_bytes(reply[5:7], "little") == 777
+        chain.calibrate({1: MotorCal(homing_offset=0, range_min=100, range_max=4000)})
+        assert chain.register(1, "Min_Position_Limit") == 100
+        with pytest.raises(RuntimeError, match="KeyError"):
+            chain.register(9, "Present_Position")  # an absent motor: a clear error, the child lives on
+        assert chain.register(1, "Min_Position_Limit") == 100
+    with pytest.raises(RuntimeError, match="not running"):
+        chain.register(1, "Present_Position")
+    # a parent killed outright: the child sees its stdin close and exits
+    code = (
+        "import os, sys; from robot_rl.drivers.fake_servos import ChainProcess, FeetechChain; "
+        "c = ChainProcess(FeetechChain, {1: 'sts3215'}).start(); print(c._proc.pid, flush=True); os._exit(0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    child = int(out.split()[0])
+    end = time.monotonic() + 10
+    while time.monotonic() < end and Path(f"/proc/{child}").exists() and "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2], "the chain process outlived its parent"
 
 
 def test_dynamixel_wire_protocol():

@@ -44,14 +44,10 @@ def hardware_drivers() -> list[str]:
 
 
 # The SO-100/101, Koch and LeKiwi drivers run on emulated servo chains whose replies must beat
-# the vendor SDKs' ~30 ms packet timeouts. In three full-suite runs (clean-clone CI included)
-# their record launches failed 2-3 of 4 cases while the launch started three Python
-# processes on 2 cores, and the tests after them stalled too; they pass alone. They are
-# left out of this launch test until the emulator runs in its own process; they still pass
-# the in-process contract test and tests/test_drivers_lerobot.py. Run them by hand with
-# ROBOT_RL_RECORD_ALL_DRIVERS=1 .venv/bin/python -m pytest tests/test_record_drivers.py
-EMULATED_BUS = {"so100", "so101", "koch", "lekiwi"}
-DRIVERS = [d for d in hardware_drivers() if d not in EMULATED_BUS or os.environ.get("ROBOT_RL_RECORD_ALL_DRIVERS")]
+# the vendor SDKs' ~30 ms packet timeouts. While the chain was a thread of the robot node,
+# their record launches failed 2-3 of 4 cases in full-suite runs on 2 cores ("There is no
+# status packet!"); the chain now runs in a process of its own (fake_servos.ChainProcess).
+DRIVERS = hardware_drivers()
 
 
 class StatusWatch:
