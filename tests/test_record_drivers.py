@@ -82,7 +82,13 @@ class StatusWatch:
             if tick is not None:
                 tick()
             self.executor.spin_once(timeout_sec=0.03)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; last recorder status {self.status}")
+        os.killpg(proc.pid, signal.SIGINT)  # the launch's own log says why
+        try:
+            log = proc.communicate(timeout=20)[0][-6000:]
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            log = proc.communicate()[0][-6000:]
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; last recorder status {self.status}; the launch's log:\n{log}")
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -169,6 +169,8 @@ def test_the_hold_watchdog_holds_the_robot_when_the_control_tick_stalls(tmp_path
         assert holds, "the watchdog never held the robot"
         assert (holds[0] - arrived) / 1e9 <= timeout + period + 0.02  # 20 ms for thread scheduling
         assert node.watchdog_holds >= 1
+        # the node's own measure of it, from the command's arrival (robot/status)
+        assert len(node.timeout_hold_latency) == 1 and timeout <= node.timeout_hold_latency[0] <= timeout + period + 0.02
         node._tick()  # the tick runs again: it takes over (and keeps holding: no new command)
         assert np.all(node.guard.last_sent == 0.0)
     finally:

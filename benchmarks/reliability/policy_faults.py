@@ -119,6 +119,7 @@ def main() -> int:
             mark = time.monotonic()
             probe.wait_for(lambda: len([t for t, _, a in probe.sent if t > mark and not is_hold(a)]) >= 5, 60, "the policy moving the arm")
             fault_wall = time.time_ns()
+            holds_before = probe.status["robot/status"].get("timeout_holds", 0)
             os.kill(policy.pid, signal.SIGSTOP if kind == "SIGSTOP" else signal.SIGKILL)
             probe.spin(1.2)
             last_cmd = max(commanded)
@@ -132,6 +133,10 @@ def main() -> int:
             ticks = [int(line.split(None, 1)[0]) for line in audit.read_text().splitlines()]
             window = [t for t in ticks if fault_wall - 200_000_000 <= t <= fault_wall + 1_200_000_000]
             f["robot_max_tick_gap_s"] = float(np.diff(window).max()) / 1e9 if len(window) > 1 else None
+            # the robot node's own measure: last command's arrival -> its first timeout hold
+            status = probe.status["robot/status"]
+            new_hold = status.get("timeout_holds", 0) == holds_before + 1
+            f["robot_side_hold_latency_s"] = status.get("timeout_hold_latency_last_s") if new_hold else None
             if first_hold is None:  # diagnostics: what the robot sent instead
                 f["after"] = [[round(t - last_cmd, 3), [round(float(x), 4) for x in a]] for t, a in after[:30]]
             if kind == "SIGSTOP":
@@ -180,6 +185,12 @@ def main() -> int:
         "resumed_after_enable": sum(f["resumed"] for f in faults),
         "hold_latency_s": {k: {"median": percentile(v, 50), "p99": percentile(v, 99), "max": max(v, default=None)} for k, v in lat.items()},
         "bound_s": bound,
+        "robot_side_hold_latency_s": {
+            "measured": len(rs := [f["robot_side_hold_latency_s"] for f in faults if f.get("robot_side_hold_latency_s") is not None]),
+            "within_bound": sum(x <= bound for x in rs),
+            "median": percentile(rs, 50),
+            "max": max(rs, default=None),
+        },
         "robot_max_tick_gap_s": max((f["robot_max_tick_gap_s"] or 0) for f in faults) if faults else None,
         "robot_tick_gaps_over_2_periods": sum((f["robot_max_tick_gap_s"] or 0) > 2 * PERIOD for f in faults),
         "minutes": (time.monotonic() - t0) / 60,

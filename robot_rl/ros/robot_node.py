@@ -91,6 +91,10 @@ class RobotNode(RobotRLNode):
         self._stream = 0  # valid commands since the last silence longer than the timeout
         self._last_arrival = float("-inf")
         self.rearm_waits = 0
+        # robot-side hold latency: last command's arrival -> the first timeout hold sent
+        # to the robot (monotonic), for the first hold after each stream of commands
+        self.timeout_hold_latency: list[float] = []
+        self._awaiting_hold = False
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -239,6 +243,7 @@ class RobotNode(RobotRLNode):
             self.guard.reset_estop()
             self._command = None
             self._stream = 0
+            self._awaiting_hold = False
         response.success, response.message = True, "e-stop reset; waiting for a fresh command"
         return response
 
@@ -250,6 +255,7 @@ class RobotNode(RobotRLNode):
             self.guard.last_obs = obs
             self._command = None
             self._stream = 0
+            self._awaiting_hold = False
             self._last_control = time.monotonic()
         self._publish_obs(obs)
         self._events_pub.publish(String(data=json.dumps({"event": "reset", "stamp": self._obs_stamp, "seed": self._seed})))
@@ -276,10 +282,12 @@ class RobotNode(RobotRLNode):
     def _control_step(self) -> tuple[np.ndarray, int, list[float] | None, dict[str, np.ndarray]] | None:
         if self._command_fresh:
             sent, decision = self.guard.command(self._command, received_at=self._command_at)
+            self._awaiting_hold = decision.accepted
         else:
             held = self.guard.tick()  # stale commands or e-stop: hold
             if held is not None:
                 sent, decision = held
+                self._note_hold(decision)
             elif self._command is not None:
                 sent, decision = self.guard.command(self._command, fresh=False)
             else:
@@ -293,6 +301,13 @@ class RobotNode(RobotRLNode):
             task = [self.robot.reward(), float(self.robot.is_success()), float(self.robot.is_failure())]
         return sent, stamp, task, self.guard.observe()
 
+    def _note_hold(self, decision: Any) -> None:
+        """Called under the lock with each hold sent: keep the latency of the first timeout
+        hold after a stream of commands (what the 'timeout + one period' bound is about)."""
+        if self._awaiting_hold and decision.reasons and decision.reasons[0].startswith("command timeout"):
+            self.timeout_hold_latency = [*self.timeout_hold_latency[-999:], self.guard.filter.clock() - self._command_at]
+        self._awaiting_hold = False
+
     def _write_audit(self, stamp: int, sent: np.ndarray) -> None:
         if self._audit is not None:
             self._audit.write(" ".join([str(stamp), *(repr(float(v)) for v in sent)]) + "\n")
@@ -302,7 +317,8 @@ class RobotNode(RobotRLNode):
         periods without a tick (the executor stalled in Python code), applies the command
         timeout and the e-stop itself, every period, until the tick runs again. It sends
         holds only. It cannot run while another thread holds the GIL in a blocked C call
-        (the ~1 s rclpy publish stalls measured when a peer process froze or died)."""
+        (as a Fast DDS shared-memory publish to a frozen peer did for ~1 s, before this node
+        went UDP-only: ros/dds.py)."""
         self._watchdog_stop.clear()
         threading.Thread(target=self._hold_watchdog, name="hold-watchdog", daemon=True).start()
 
@@ -318,6 +334,7 @@ class RobotNode(RobotRLNode):
                     held = self.guard.tick()
                     if held is not None:
                         self.watchdog_holds += 1
+                        self._note_hold(held[1])
                         self._write_audit(self.stamp_ns(), held[0])
             except Exception as exc:  # noqa: BLE001 - keep watching; the operator must hear of it
                 self.get_logger().error(f"hold watchdog: {exc!r}", throttle_duration_sec=1.0)
@@ -358,6 +375,9 @@ class RobotNode(RobotRLNode):
             "rejected_by_reason": dict(self.rejected_by_reason),
             "watchdog_holds": self.watchdog_holds,
             "rearm_waits": self.rearm_waits,
+            "timeout_holds": len(self.timeout_hold_latency),
+            "timeout_hold_latency_max_s": max(self.timeout_hold_latency, default=None),
+            "timeout_hold_latency_last_s": self.timeout_hold_latency[-1] if self.timeout_hold_latency else None,
             "safety_counts": dict(self.guard.filter.counts),
             "time": time.time(),
         }
