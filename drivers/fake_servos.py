@@ -648,7 +648,8 @@ class ChainProcess:
     does a chain in its own process. Same interface as :class:`ServoChain` for the driver
     and the tests (``start``, ``port``, ``register``, ``calibrate``, ``stop``); the child
     runs this file as a script (stdlib only) and answers JSON lines on stdin/stdout. It
-    exits when its stdin closes, so it does not outlive a killed parent.
+    exits when its stdin closes, so it does not outlive a killed parent, and is in a
+    session of its own, so signals to the parent's process group do not reach it.
     """
 
     def __init__(self, chain_cls: type[ServoChain], models: dict[int, str], speed: float = 3000.0, start_ticks: dict[int, float] | None = None) -> None:
@@ -665,7 +666,15 @@ class ChainProcess:
             return self
         spec = dict(self._spec, protocol=self.chain_cls.protocol, unanswered_at_start=self.chain_cls.unanswered_at_start)
         self._proc = subprocess.Popen(
-            [sys.executable, __file__, json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+            [sys.executable, __file__, json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            # not in the parent's process group: a launch's Ctrl-C / SIGINT to the group must
+            # not stop the "servos" before the robot node has stopped reading them (the node
+            # then failed on "no status packet" while shutting down); it exits on stdin EOF
+            start_new_session=True,
         )
         try:
             self.port = self._reply(10.0)["port"]

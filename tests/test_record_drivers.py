@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -84,11 +85,18 @@ class StatusWatch:
             self.executor.spin_once(timeout_sec=0.03)
         os.killpg(proc.pid, signal.SIGINT)  # the launch's own log says why
         try:
-            log = proc.communicate(timeout=20)[0][-6000:]
+            out = proc.communicate(timeout=20)[0]
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            log = proc.communicate()[0][-6000:]
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; last recorder status {self.status}; the launch's log:\n{log}")
+            out = proc.communicate()[0]
+        lines, seen = [], set()
+        for line in out.splitlines():  # a node retrying every 2 s: its line once
+            key = re.sub(r"\[\d+\.\d+\]", "", line)
+            if key not in seen:
+                seen.add(key)
+                lines.append(line)
+        log = "\n".join(lines)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; last recorder status {self.status}; the launch's log:\n{log[:6000]}\n...\n{log[-3000:]}")
 
     def close(self) -> None:
         self.executor.shutdown()
