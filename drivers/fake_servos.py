@@ -711,6 +711,10 @@ class ChainProcess:
         """Program calibration registers, as if the arm had been calibrated earlier."""
         self._call(op="calibrate", cals={str(k): vars(c) for k, c in cals.items()})
 
+    def drop(self, count: int) -> None:
+        """Fault injection: leave the next ``count`` instruction packets unanswered (lost status packets)."""
+        self._call(op="drop", count=count)
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
@@ -748,6 +752,9 @@ def _serve_chain(spec_json: str) -> int:
             try:
                 if request["op"] == "register":
                     reply: dict = {"value": chain.register(int(request["id"]), request["name"])}
+                elif request["op"] == "drop":  # fault injection: leave the next N packets unanswered
+                    chain._unanswered = int(request["count"])
+                    reply = {}
                 elif request["op"] == "calibrate":
                     chain.calibrate({int(k): MotorCal(**v) for k, v in request["cals"].items()})
                     reply = {}

@@ -211,6 +211,9 @@ class LeRobotArmConfig(RobotConfig):
             configure writes, none retried by lerobot) before connect fails, 0.5 s apart and
             growing: a servo that misses a packet right after the port opens (powering up, a
             busy USB adapter, a loaded host) does not fail the launch.
+        read_attempts: tries of each observation read (lerobot's sync read, not retried by
+            the robot classes) before it raises: one lost status packet does not stop the
+            robot node; each retry costs one packet timeout and is logged and counted.
     """
 
     family: ClassVar[Family]
@@ -230,6 +233,7 @@ class LeRobotArmConfig(RobotConfig):
     max_relative_target: float = 0.0
     disable_torque_on_disconnect: bool = True
     connect_attempts: int = 5
+    read_attempts: int = 3
 
     def __post_init__(self) -> None:
         for name in ("joint_low", "joint_high", "joint_velocity"):
@@ -330,6 +334,7 @@ class LeRobotDriver(Robot):
         self._lerobot_cls, self._lerobot_config_cls = import_lerobot(self.family)
         self.lerobot: Any = None  # lerobot's robot once connected
         self.chain: ChainProcess | None = None  # the emulated servo chain when fake
+        self.read_retries = 0  # observation reads tried again after a lost status packet
         self._tmpdir: str | None = None
         self._limits = config.safety_limits()
         self._has_base = bool(self.family.wheels)
@@ -495,7 +500,16 @@ class LeRobotDriver(Robot):
         return self.lerobot
 
     def get_observation(self) -> Obs:
-        reading = self._require().get_observation()
+        robot = self._require()
+        for attempt in range(1, max(1, self.config.read_attempts) + 1):
+            try:
+                reading = robot.get_observation()
+                break
+            except ConnectionError as exc:  # a status packet lost on the bus: read again
+                if attempt >= self.config.read_attempts:
+                    raise ConnectionError(f"robot {self.config.name!r}: {attempt} reads of the bus failed: {exc}") from exc
+                self.read_retries += 1
+                log.warning("%s: bus read failed (attempt %d of %d), reading again: %s", self.config.name, attempt, self.config.read_attempts, str(exc).splitlines()[0])
         p = self.family.prefix
         obs = {
             "joint_pos": np.radians([reading[f"{p}{j}.pos"] for j in ARM_JOINTS]).astype(np.float32),

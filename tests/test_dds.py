@@ -94,3 +94,4 @@ def test_the_robot_node_uses_no_shared_memory_and_stays_on_loopback():
     out = robot.stdout.read()
     assert "DDS transport: UDPv4 on loopback" in out, out[-2000:]
     assert "Traceback" not in out and "[ERROR]" not in out, out[-2000:]
+

@@ -250,6 +250,24 @@ def test_a_missed_handshake_ping_is_retried(monkeypatch, caplog, chain_cls, name
     assert not r.is_connected
 
 
+def test_a_lost_status_packet_is_read_again(caplog):
+    """A status packet lost on the bus (noise; an emulated chain the host did not schedule
+    in time) does not stop the robot: the read is tried again, logged and counted; after
+    ``read_attempts`` failures the error says so. (Koch: lerobot's Dynamixel sync read
+    tries once; its Feetech one already retries lost packets itself.)"""
+    r = make_robot("koch", fake=True)
+    with r:
+        r.chain.drop(1)
+        with caplog.at_level("WARNING", logger="robot_rl.drivers.lerobot_robots"):
+            obs = r.get_observation()
+        assert obs["joint_pos"].shape == (5,) and np.all(np.isfinite(obs["joint_pos"]))
+        assert r.read_retries == 1 and "bus read failed (attempt 1 of 3)" in caplog.text
+        r.chain.drop(3)
+        with pytest.raises(ConnectionError, match="3 reads of the bus failed"):
+            r.get_observation()
+        assert r.get_observation()["joint_pos"].shape == (5,)  # the bus answers again
+
+
 def test_fake_uses_a_given_calibration_file(tmp_path):
     r = make_robot("so101", fake=True, id="mine", calibration_dir=str(tmp_path))
     cal = fake_calibration(r.family)

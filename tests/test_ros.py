@@ -345,3 +345,24 @@ def test_record_command(tmp_path):
     assert len(EpisodeStore(out)) == 2
     proc = subprocess.run([str(BIN), "record", "--out", str(out), "--robot-config", "{oops"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "not valid JSON" in proc.stderr
+
+
+def test_a_node_that_cannot_activate_exits():
+    """run_node: a node whose activation fails (a koch fake whose first bus read went
+    unanswered, in a full-suite run) exits 1, so its launch ends with the reason logged,
+    instead of idling while its peers wait for its first messages."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from robot_rl.ros.common import RobotRLNode, run_node
+
+    class CannotActivate(RobotRLNode):
+        def __init__(self) -> None:
+            super().__init__("cannot_activate")
+
+        def on_configure(self, state) -> TransitionCallbackReturn:
+            return TransitionCallbackReturn.SUCCESS
+
+        def on_activate(self, state) -> TransitionCallbackReturn:
+            return self.fail("no status packet from the bus")
+
+    assert run_node(CannotActivate, ["cannot_activate"]) == 1

@@ -190,7 +190,9 @@ def _logged_transition(fn: Any) -> Any:
 
 
 def run_node(node_cls: type[RobotRLNode], args: Sequence[str] | None = None) -> int:
-    """Entry point body: init, (auto)start, spin until shutdown; 1 if configure fails."""
+    """Entry point body: init, (auto)start, spin until shutdown; 1 if configure or activate
+    fails (a node that cannot activate exits, so its launch ends with the reason logged,
+    rather than idling while its peers wait for it)."""
     transport = udp_only_transport() if getattr(node_cls, "udp_only", False) else ""
     rclpy.init(args=list(args) if args is not None else sys.argv)
     node = node_cls()
@@ -201,7 +203,8 @@ def run_node(node_cls: type[RobotRLNode], args: Sequence[str] | None = None) -> 
         if node.get_parameter("autostart").value:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 return 1
-            node.trigger_activate()
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                return 1
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok() and not getattr(node, "finished", False):
