@@ -291,6 +291,35 @@ def test_stores_with_unwritten_types_or_codecs_are_refused(store, edit, monkeypa
     assert not report.ok and any(reason in e for e in report.errors), report.errors
 
 
+def _tree_digest(root: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+@pytest.mark.parametrize("edit", ["pickle_codec", "pickle_codec_records", "unknown_codec", "storage_transformer"])
+def test_appending_and_recovery_refuse_them_too(store, edit):
+    """EpisodeWriter opening a store to append, and ``data recover``, check the same
+    allow-list as the reader before touching a chunk, and change nothing on disk."""
+    from robot_rl.data import EpisodeWriter
+    from robot_rl.data.recovery import recover
+
+    array, change, key, reason = STORE_EDITS[edit]
+    original = (store / array / "zarr.json").read_bytes()
+    edit_meta(store, array, change)
+    before = _tree_digest(store)
+    with pytest.raises(CorruptStoreError, match=re.escape(reason)) as info:
+        EpisodeWriter(store)
+    assert info.value.key == key
+    with pytest.raises(CorruptStoreError, match=re.escape(reason)):
+        recover(store)
+    proc = subprocess.run([str(BIN), "data", "recover", str(store)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and reason in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert _tree_digest(store) == before
+    # the refusing writer released its lock: with the metadata put back, appending works
+    (store / array / "zarr.json").write_bytes(original)
+    EpisodeWriter(store).close()
+    assert len(EpisodeStore(store)) == 2
+
+
 def test_zarr_v2_pickle_array_is_refused(store):
     """A zarr v2 array (.zarray) with numcodecs' pickle object codec in place of a v3 one."""
     folder = store / "data" / "action"

@@ -49,6 +49,64 @@ DEFAULT_TIME_CHUNK = 1024
 META_CHUNK = 1024
 
 
+# What robot_rl's writer puts in a store (this module), and nothing else. Every array a
+# reader opens must declare exactly these in its zarr.json, checked on the raw JSON
+# before zarr builds a codec pipeline or reads a chunk (by the reader, the appending
+# writer and recovery alike): no object / variable-length
+# bytes types, no pickle or other codecs from zarr's (plugin-extensible) registry, no
+# storage transformers, no zarr v2 metadata.
+NUMERIC_CODECS = frozenset({"bytes", "blosc", "crc32c"})
+RECORD_CODECS = frozenset({"vlen-utf8", "zstd", "crc32c"})  # crc32c since issue #10; older stores have none
+RECORD_DATA_TYPE = "string"  # UTF-8 JSON text, one episode record per element
+V2_METADATA = (".zarray", ".zgroup", ".zattrs", ".zmetadata")
+
+
+def check_format(root: Path, schema: StoreSchema) -> None:
+    """Raise :class:`CorruptStoreError` naming the array and the reason when a store
+    declares a data type, codec or layout that robot_rl does not write."""
+    for key, spec in schema.keys.items():
+        _check_array(root, f"{DATA}/{key}", spec.dtype, NUMERIC_CODECS, key=key)
+    _check_array(root, EPISODE_ENDS, "int64", NUMERIC_CODECS)
+    _check_array(root, EPISODES, RECORD_DATA_TYPE, RECORD_CODECS)
+
+
+def _check_array(root: Path, name: str, data_type: str, codecs: frozenset[str], *, key: str | None = None) -> None:
+    folder = root / name
+
+    def refuse(reason: str) -> CorruptStoreError:
+        return CorruptStoreError(f"array '{name}' {reason}: refusing to read it", key=key or name)
+
+    v2 = [f for f in V2_METADATA if (folder / f).exists()]
+    if v2:
+        raise refuse(f"has zarr v2 metadata ({v2[0]}); robot_rl stores are zarr v3 only")
+    try:
+        meta = json.loads((folder / "zarr.json").read_text())
+    except OSError:
+        return  # missing: open_array names it
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise refuse(f"has unreadable metadata: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("zarr_format") != 3 or meta.get("node_type") != "array":
+        raise refuse("is not a zarr v3 array")
+    if meta.get("data_type") != data_type:
+        raise refuse(f"declares data type {meta.get('data_type')!r}; robot_rl writes {data_type!r} here")
+    chain = meta.get("codecs")
+    if not isinstance(chain, list) or not chain or not all(isinstance(c, dict) for c in chain):
+        raise refuse("has a malformed codec list")
+    for codec in chain:
+        if codec.get("name") not in codecs:
+            allowed = ", ".join(sorted(codecs))
+            raise refuse(f"uses codec {codec.get('name')!r}, which robot_rl does not read (allowed here: {allowed})")
+    if meta.get("storage_transformers"):
+        raise refuse("declares storage transformers, which robot_rl does not read")
+    encoding = meta.get("chunk_key_encoding") or {}
+    separator = (encoding.get("configuration") or {}).get("separator", "/") if isinstance(encoding, dict) else None
+    if not isinstance(encoding, dict) or encoding.get("name") != "default" or separator != "/":
+        raise refuse(f"declares chunk key encoding {encoding!r}; robot_rl writes the default with '/'")
+    grid = meta.get("chunk_grid")
+    if not isinstance(grid, dict) or grid.get("name") != "regular":
+        raise refuse("does not declare a regular chunk grid")
+
+
 def numeric_codecs() -> list[Any]:
     # crc32c makes flipped or truncated chunks fail loudly instead of decoding garbage.
     return [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle), Crc32cCodec()]

@@ -75,6 +75,7 @@ def recover_locked(root_dir: Path, salvage: bool = False) -> RecoveryReport:
     """Recovery for a caller that already holds the writer lock."""
     root = layout.open_root(root_dir, mode="r+")
     schema = layout.read_schema(root)
+    layout.check_format(root_dir, schema)  # the reader's allow-list, before any chunk is read
     arrays = {k: layout.open_array(root, f"{layout.DATA}/{k}", key=k) for k in schema.keys}
     ends_arr = layout.open_array(root, layout.EPISODE_ENDS)
     records_arr = layout.open_array(root, layout.EPISODES)

@@ -1,7 +1,7 @@
 """Full integrity check of a store: every committed chunk of every key is read.
 
 Errors (the store cannot be trusted as is): unreadable metadata or schema, a data type or
-codec robot_rl does not write (see ``store.check_format``), missing or undecodable chunks,
+codec robot_rl does not write (see ``layout.check_format``), missing or undecodable chunks,
 symlinks leading outside the store, non-finite floats, timestamps going backwards,
 episode records that disagree with the commit marker. Warnings (readers are fine, ``recover`` tidies):
 an uncommitted tail left by a writer that died, zarr temp files.

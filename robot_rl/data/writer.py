@@ -129,6 +129,7 @@ class EpisodeWriter:
                 f"{self.path} was written with a different schema:\n  stored: {self.schema.to_json()}\n"
                 f"  given:  {schema.to_json()}"
             )
+        layout.check_format(self.path, self.schema)  # the reader's allow-list, before appending
         self._arrays = {k: layout.open_array(self._root, f"{layout.DATA}/{k}", key=k) for k in self.schema.keys}
         self._ends = layout.open_array(self._root, layout.EPISODE_ENDS)
         self._records = layout.open_array(self._root, layout.EPISODES)
