@@ -5,6 +5,7 @@ result. Runs on a tiny store with a camera and without."""
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -194,6 +195,60 @@ def test_unknown_config_fields_and_bad_values_are_named(store):
     assert make_config("iql", {"actor_lr": "1e-3"}).actor_lr == 1e-3  # YAML 1.1 reads 1e-3 as a string
     with pytest.raises(ValueError, match="must be a number"):
         make_config("iql", {"actor_lr": "fast"})
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_limit_names_a_field_and_the_defaults_keep_them(algo):
+    import dataclasses
+
+    from robot_rl.algos.base import check_limits, config_limits
+
+    cls = learner_class(algo).config_class
+    limits = config_limits(cls)
+    assert set(limits) <= {f.name for f in dataclasses.fields(cls)}, set(limits) - {f.name for f in dataclasses.fields(cls)}
+    assert {"batch_size", "hidden"} <= set(limits)  # the base class's limits reach every learner
+    check_limits(algo, cls())
+
+
+@pytest.mark.parametrize(
+    ("algo", "override", "message"),
+    [
+        ("bc", {"batch_size": 0}, "bc.batch_size must be >= 1, got 0"),
+        ("bc", {"lr": 0.0}, "bc.lr must be > 0, got 0.0"),
+        ("iql", {"gamma": 1.5}, "iql.gamma must be in (0, 1], got 1.5"),
+        ("iql", {"expectile": 1.0}, "iql.expectile must be in (0, 1), got 1.0"),
+        ("cql", {"n_action_samples": 0}, "cql.n_action_samples must be >= 1, got 0"),
+        ("rebrac", {"tau": 0.0}, "rebrac.tau must be in (0, 1], got 0.0"),  # limits inherited from td3bc
+        ("td3bc", {"hidden": [64, 0]}, "td3bc.hidden[1] must be >= 1, got 0"),
+        ("diffusion", {"down_dims": [32, -4]}, "diffusion.down_dims[1] must be >= 1, got -4"),
+        ("edp", {"eta": -1.0}, "edp.eta must be >= 0, got -1.0"),
+        ("saq_iql", {"codebook_ema": 1.0}, "saq_iql.codebook_ema must be in [0, 1), got 1.0"),  # from SAQConfig
+        ("saq_iql", {"expectile": 0.0}, "saq_iql.expectile must be in (0, 1), got 0.0"),
+        ("ensemble_sac", {"critic_lr": -3e-4}, "ensemble_sac.critic_lr must be > 0, got -0.0003"),
+    ],
+)
+def test_out_of_range_values_are_named_before_anything_is_built(algo, override, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_config(algo, override)
+
+
+def test_a_config_built_directly_is_checked_too(store):
+    from robot_rl.algos.iql import IQLConfig
+
+    spec, data, _ = build(store, "bc", image=False)
+    with pytest.raises(ValueError, match=re.escape("iql.gamma must be in (0, 1], got 2.0")):
+        make_learner("iql", spec, data.normalizer, IQLConfig(gamma=2.0))
+
+
+def test_train_cli_refuses_an_out_of_range_override_before_training(tmp_path, capsys):
+    from robot_rl.cli import main
+
+    path = tmp_path / "s.zarr"
+    write_store(path, 2, image=False)
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "iql", "--data", str(path), "--set", "gamma=1.5", "--steps", "5", "--out", str(out)]) == 2
+    assert "iql.gamma must be in (0, 1], got 1.5" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_the_cli_offers_every_registered_learner():

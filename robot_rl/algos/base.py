@@ -30,7 +30,21 @@ from robot_rl.typecheck import check_value
 
 @dataclass
 class LearnerConfig:
-    """Fields every learner has."""
+    """Fields every learner has.
+
+    ``limits`` maps a field to the interval its value must lie in (``"[1, inf)"``,
+    ``"(0, 1]"``; each element of a list field); subclasses add their own, and
+    :func:`check_limits` applies those of the whole class hierarchy.
+    """
+
+    limits: ClassVar[dict[str, str]] = {
+        "batch_size": "[1, inf)",
+        "hidden": "[1, inf)",
+        "obs_horizon": "[1, inf)",
+        "image_channels": "[1, inf)",
+        "image_feature_dim": "[1, inf)",
+        "augment_pad": "[0, inf)",
+    }
 
     batch_size: int = 256
     """Transitions per update."""
@@ -44,6 +58,48 @@ class LearnerConfig:
     """Output width of each camera's encoder."""
     augment_pad: int = 4
     """Random-shift augmentation of camera frames, in pixels (0: off)."""
+
+
+# the limits most learners share, for their ``limits`` (learning rates, the discount, the
+# target-network rate, the critic count)
+OPTIMISER_LIMITS = {"actor_lr": "(0, inf)", "critic_lr": "(0, inf)"}
+CRITIC_LIMITS = {"gamma": "(0, 1]", "tau": "(0, 1]", "n_critics": "[1, inf)"}
+
+
+def _interval(text: str) -> tuple[float, float, bool, bool]:
+    low, high = (part.strip() for part in text.strip()[1:-1].split(","))
+    return float(low), float(high), text.strip()[0] == "[", text.strip()[-1] == "]"
+
+
+def _describe_interval(text: str) -> str:
+    low, high, closed_low, _ = _interval(text)
+    if high == float("inf"):
+        return f"{'>=' if closed_low else '>'} {low:g}"
+    return f"in {text}"
+
+
+def config_limits(cls: type[LearnerConfig]) -> dict[str, str]:
+    """The limits of a config class and of every class it derives from (nearest wins)."""
+    merged: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        merged.update(vars(klass).get("limits", {}))
+    return merged
+
+
+def check_limits(name: str, config: LearnerConfig) -> None:
+    """``ValueError`` naming the first field (``name.field``) outside its limit."""
+    for key, interval in config_limits(type(config)).items():
+        value = getattr(config, key)
+        items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+        low, high, closed_low, closed_high = _interval(interval)
+        for i, v in items:
+            if v is None:  # optional fields: None means "derive it" (e.g. target_entropy)
+                continue
+            above = v >= low if closed_low else v > low
+            below = v <= high if closed_high else v < high
+            if not (above and below):
+                where = f"{name}.{key}" + ("" if i is None else f"[{i}]")
+                raise ValueError(f"{where} must be {_describe_interval(interval)}, got {v}")
 
 
 _LEARNERS: dict[str, type[Learner]] = {}
@@ -72,7 +128,8 @@ def make_config(name: str, overrides: dict[str, Any] | None = None) -> LearnerCo
     """The algorithm's config with ``overrides`` (unknown fields are an error).
 
     Values are checked against the field types (``ValueError`` naming the field: a number,
-    an integer, true/false, a string, a list of integers; numbers must be finite).
+    an integer, true/false, a string, a list of integers; numbers must be finite) and
+    against the config's ``limits`` (e.g. ``gamma`` in (0, 1], learning rates > 0).
     """
     cls = learner_class(name).config_class
     overrides = dict(overrides or {})
@@ -93,9 +150,11 @@ def make_config(name: str, overrides: dict[str, Any] | None = None) -> LearnerCo
         except TypeError as exc:
             raise ValueError(str(exc)) from exc
     try:
-        return cls(**overrides)
+        config = cls(**overrides)
     except TypeError as exc:
         raise ValueError(f"{name}: invalid config: {exc}") from exc
+    check_limits(name, config)
+    return config
 
 
 def make_learner(
@@ -121,6 +180,7 @@ class Learner(ABC):
     """False: the learner needs no s' (behaviour cloning keeps truncated last steps)."""
 
     def __init__(self, config: LearnerConfig, spec: LearnerSpec, normalizer: Normalizer, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        check_limits(self.name, config)  # configs built directly, not through make_config
         if config.obs_horizon != spec.obs_horizon:
             raise ValueError(f"config obs_horizon {config.obs_horizon} != spec obs_horizon {spec.obs_horizon}")
         self.config, self.spec, self.normalizer = config, spec, normalizer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -19,6 +19,8 @@ class BCConfig(LearnerConfig):
     to [-1, 1]. Stochastic: a tanh-Gaussian, ``L = -E log pi(a | s)``; it acts with the
     mode. The observation encoder (cameras) is trained by the same loss.
     """
+
+    limits: ClassVar[dict[str, str]] = {"lr": "(0, inf)", "weight_decay": "[0, inf)"}
 
     lr: float = 1e-3
     """Adam learning rate."""

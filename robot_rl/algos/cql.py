@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from robot_rl.algos.base import Learner, LearnerConfig, register_learner
+from robot_rl.algos.base import CRITIC_LIMITS, OPTIMISER_LIMITS, Learner, LearnerConfig, register_learner
 from robot_rl.algos.nets import QEnsemble, TanhGaussianActor, frozen, soft_update
 
 
@@ -28,6 +28,11 @@ class CQLConfig(LearnerConfig):
     With ``lagrange``: ``w = clip(exp(log_w), 0, 1e6)`` learned so that the gap
     (logsumexp minus data Q) stays at ``target_action_gap`` (CQL's Lagrange variant).
     """
+
+    limits: ClassVar[dict[str, str]] = {
+        **OPTIMISER_LIMITS, **CRITIC_LIMITS, "temp_lr": "(0, inf)", "init_temperature": "(0, inf)",
+        "conservative_weight": "[0, inf)", "n_action_samples": "[1, inf)",
+    }
 
     actor_lr: float = 1e-4
     """Adam learning rate of the actor."""

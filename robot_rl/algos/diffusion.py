@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -31,6 +31,12 @@ class DiffusionPolicyConfig(LearnerConfig):
     3000 updates on Lift, T = 16 chunks were still underfit: 50% success against 100%
     for T = 8 and T = 4; benchmarks/RESULTS.md).
     """
+
+    limits: ClassVar[dict[str, str]] = {
+        "action_horizon": "[1, inf)", "exec_horizon": "[1, inf)", "down_dims": "[1, inf)", "kernel_size": "[1, inf)",
+        "n_groups": "[1, inf)", "step_embed_dim": "[1, inf)", "diffusion_steps": "[1, inf)",
+        "inference_steps": "[1, inf)", "lr": "(0, inf)", "weight_decay": "[0, inf)", "ema_power": "(0, inf)",
+    }
 
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
     """Hidden widths of the ``mlp`` noise network."""

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from robot_rl.algos.base import Learner, LearnerConfig, expectile_loss, register_learner
+from robot_rl.algos.base import (
+    CRITIC_LIMITS,
+    OPTIMISER_LIMITS,
+    Learner,
+    LearnerConfig,
+    expectile_loss,
+    register_learner,
+)
 from robot_rl.algos.diffusion import check_sampling
 from robot_rl.algos.diffusion_nets import EMA, MLPNoiseNet, NoiseSchedule, diffusion_loss, sample
 from robot_rl.algos.nets import QEnsemble, frozen, mlp, soft_update
@@ -42,6 +49,12 @@ class EDPConfig(LearnerConfig):
     the fast sampler and one is drawn with probability ``softmax(Q(s, a) / temperature)``
     (``temperature = 0``: the argmax). The policy acts with an EMA of the weights.
     """
+
+    limits: ClassVar[dict[str, str]] = {
+        **OPTIMISER_LIMITS, **CRITIC_LIMITS, "diffusion_steps": "[1, inf)", "inference_steps": "[1, inf)",
+        "eta": "[0, inf)", "expectile": "(0, 1)", "beta": "[0, inf)", "max_weight": "(0, inf)",
+        "n_action_candidates": "[1, inf)", "temperature": "[0, inf)", "ema_power": "(0, inf)",
+    }
 
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
     """Hidden widths of the noise network, critics and value network."""
@@ -91,10 +104,6 @@ class EDP(Learner):
         if c.rl not in RL_VARIANTS:
             raise ValueError(f"rl must be one of {RL_VARIANTS}, got {c.rl!r}")
         check_sampling(c, allowed=("dpm", "ddim"))  # the fast samplers
-        if not 0.0 < c.expectile < 1.0:
-            raise ValueError(f"expectile must be in (0, 1), got {c.expectile}")
-        if c.n_action_candidates < 1:
-            raise ValueError(f"n_action_candidates must be >= 1, got {c.n_action_candidates}")
         self.nets["schedule"] = self.schedule = NoiseSchedule(c.diffusion_steps)  # buffers only, moved with the nets
         self.nets["encoder"] = enc = self.encoder()
         self.nets["noise"] = MLPNoiseNet(s.action_dim, 1, enc.out_dim, c.hidden)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from robot_rl.algos.base import Learner, LearnerConfig, register_learner
+from robot_rl.algos.base import CRITIC_LIMITS, OPTIMISER_LIMITS, Learner, LearnerConfig, register_learner
 from robot_rl.algos.nets import QEnsemble, TanhGaussianActor, frozen, soft_update
 
 TARGETS = ("min_subset", "penalty")
@@ -69,6 +69,13 @@ class EnsembleSACConfig(LearnerConfig):
     the three weights; E2O ``target=penalty`` with the penalty loosened online and
     ``explore=ucb``; WSRL the RLPD critic without offline data in the batches.
     """
+
+    limits: ClassVar[dict[str, str]] = {
+        **OPTIMISER_LIMITS, **CRITIC_LIMITS, "temp_lr": "(0, inf)", "init_temperature": "(0, inf)",
+        "uncertainty_penalty": "[0, inf)", "actor_penalty": "[0, inf)", "smooth_eps": "[0, inf)",
+        "smooth_samples": "[1, inf)", "value_smooth_weight": "[0, inf)", "policy_smooth_weight": "[0, inf)",
+        "ood_weight": "[0, inf)", "ood_beta": "[0, inf)", "ood_samples": "[0, inf)", "ucb_candidates": "[1, inf)",
+    }
 
     actor_lr: float = 3e-4
     """Adam learning rate of the actor."""
@@ -159,26 +166,13 @@ class EnsembleSAC(Learner):
         _choice("target", c.target, TARGETS)
         _choice("explore", c.explore, EXPLORE)
         _choice("actor_q", c.actor_q, ACTOR_Q)
-        if c.n_critics < 1:
-            raise ValueError(f"ensemble_sac.n_critics must be >= 1, got {c.n_critics}")
         if not 1 <= c.subset_size <= c.n_critics:
             raise ValueError(f"ensemble_sac.subset_size must be in [1, n_critics={c.n_critics}], got {c.subset_size}")
-        if c.init_temperature <= 0:
-            raise ValueError(f"ensemble_sac.init_temperature must be > 0, got {c.init_temperature}")
         if c.target_entropy is not None and (isinstance(c.target_entropy, bool) or not isinstance(c.target_entropy, (int, float))):
             raise ValueError(f"ensemble_sac.target_entropy must be a number or None (-Da), got {c.target_entropy!r}")
-        if c.smooth_eps < 0:
-            raise ValueError(f"ensemble_sac.smooth_eps must be >= 0, got {c.smooth_eps}")
-        for name in ("value_smooth_weight", "policy_smooth_weight", "ood_weight", "ood_beta", "actor_penalty", "uncertainty_penalty"):
-            if getattr(c, name) < 0:
-                raise ValueError(f"ensemble_sac.{name} must be >= 0, got {getattr(c, name)}")
         weights = {n: getattr(c, n) for n in ("value_smooth_weight", "policy_smooth_weight", "ood_weight") if getattr(c, n) > 0}
         if weights and c.smooth_eps == 0:
             raise ValueError(f"ensemble_sac {weights} have no effect with smooth_eps=0: set smooth_eps > 0 (e.g. 0.01)")
-        if c.ood_samples < 0:
-            raise ValueError(f"ensemble_sac.ood_samples must be >= 0, got {c.ood_samples}")
-        if c.smooth_samples < 1 or c.ucb_candidates < 1:
-            raise ValueError(f"ensemble_sac.smooth_samples and ucb_candidates must be >= 1, got {c.smooth_samples}, {c.ucb_candidates}")
 
     # ----------------------------------------------------------------- targets
     def ensemble_target(self, q: torch.Tensor) -> torch.Tensor:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from robot_rl.algos.base import Learner, LearnerConfig, expectile_loss, register_learner
+from robot_rl.algos.base import (
+    CRITIC_LIMITS,
+    OPTIMISER_LIMITS,
+    Learner,
+    LearnerConfig,
+    expectile_loss,
+    register_learner,
+)
 from robot_rl.algos.nets import GaussianActor, QEnsemble, mlp, soft_update
 
 
@@ -25,6 +32,10 @@ class IQLConfig(LearnerConfig):
     ``beta`` the inverse temperature of the advantage weights. The actor is a Gaussian
     with a state-independent std; it acts with its mean.
     """
+
+    limits: ClassVar[dict[str, str]] = {
+        **OPTIMISER_LIMITS, **CRITIC_LIMITS, "expectile": "(0, 1)", "beta": "[0, inf)", "max_weight": "(0, inf)",
+    }
 
     actor_lr: float = 3e-4
     """Adam learning rate of the actor."""
@@ -51,8 +62,6 @@ class IQL(Learner):
 
     def build(self) -> None:
         c, s = self.config, self.spec
-        if not 0.0 < c.expectile < 1.0:
-            raise ValueError(f"expectile must be in (0, 1), got {c.expectile}")
         self.nets["encoder"] = enc = self.encoder()
         self.nets["critic"] = QEnsemble(c.n_critics, enc.out_dim, s.action_dim, c.hidden)
         self.nets["value"] = mlp(enc.out_dim, c.hidden, 1)

@@ -12,13 +12,20 @@ import copy
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_rl.algos.base import Learner, LearnerConfig, expectile_loss, register_learner
+from robot_rl.algos.base import (
+    CRITIC_LIMITS,
+    OPTIMISER_LIMITS,
+    Learner,
+    LearnerConfig,
+    expectile_loss,
+    register_learner,
+)
 from robot_rl.algos.nets import EnsembleMLP, ObsEncoder, mlp, soft_update
 
 LAPLACE_EPS = 1e-5
@@ -52,6 +59,12 @@ class SAQConfig(LearnerConfig):
     usage). The discrete critics ``Q_i(s, .) in R^K`` are an ensemble on features of
     a separate encoder; targets use Polyak-averaged copies Q'.
     """
+
+    limits: ClassVar[dict[str, str]] = {
+        **OPTIMISER_LIMITS, **CRITIC_LIMITS, "codebook_size": "[1, inf)", "code_dim": "[1, inf)",
+        "commitment_cost": "[0, inf)", "vq_hidden": "[1, inf)", "vqvae_lr": "(0, inf)", "vqvae_steps": "[0, inf)",
+        "codebook_ema": "[0, 1)", "usage_decay": "[0, 1)", "dead_code_threshold": "[0, inf)",
+    }
 
     codebook_size: int = 16
     """K: codes (discrete actions)."""
@@ -178,12 +191,6 @@ class SAQ(Learner):
 
     def build(self) -> None:
         c, s = self.config, self.spec
-        if not 0.0 <= c.codebook_ema < 1.0:
-            raise ValueError(f"codebook_ema must be in [0, 1), got {c.codebook_ema}")
-        if not 0.0 <= c.usage_decay < 1.0:
-            raise ValueError(f"usage_decay must be in [0, 1), got {c.usage_decay}")
-        if c.codebook_size < 1 or c.vqvae_steps < 0:
-            raise ValueError(f"codebook_size must be >= 1 and vqvae_steps >= 0, got {c.codebook_size}, {c.vqvae_steps}")
         self.nets["vq_encoder"] = vq_enc = self.encoder()
         self.nets["vqvae"] = ActionVQVAE(
             vq_enc.out_dim, s.action_dim, c.vq_hidden, c.codebook_size, c.code_dim, c.codebook_ema
@@ -286,6 +293,8 @@ class SAQIQLConfig(SAQConfig):
     pi is a categorical over the K codes; it acts with ``argmax_k pi(k | s)``.
     """
 
+    limits: ClassVar[dict[str, str]] = {"expectile": "(0, 1)", "beta": "[0, inf)", "max_weight": "(0, inf)"}
+
     expectile: float = 0.7
     """tau of the expectile value loss."""
     beta: float = 3.0
@@ -301,8 +310,6 @@ class SAQIQL(SAQ):
 
     def build_rl(self, encoder: ObsEncoder) -> list[nn.Module]:
         c = self.config
-        if not 0.0 < c.expectile < 1.0:
-            raise ValueError(f"expectile must be in (0, 1), got {c.expectile}")
         self.nets["value"] = mlp(encoder.out_dim, c.hidden, 1)
         self.nets["actor"] = mlp(encoder.out_dim, c.hidden, c.codebook_size)
         self.optimizers["actor"] = self.adam([self.nets["actor"]], c.actor_lr)
@@ -350,6 +357,8 @@ class SAQCQLConfig(SAQConfig):
     The next code is chosen by the online critics and valued by the targets (double
     DQN, as the SAQ code does). Acts with ``argmax_k min_i Q_i(s, k)``.
     """
+
+    limits: ClassVar[dict[str, str]] = {"cql_weight": "[0, inf)"}
 
     cql_weight: float = 1.0
     """Weight of the conservative term."""
@@ -403,6 +412,8 @@ class SAQBRACConfig(SAQConfig):
     The KL term in ``y`` is BRAC's value penalty (``value_penalty``; off: policy
     regularisation only). Acts with ``argmax_k pi(k | s)``.
     """
+
+    limits: ClassVar[dict[str, str]] = {"alpha": "[0, inf)"}
 
     alpha: float = 0.1
     """Weight of the KL penalty, in Q units per nat (larger: pi stays closer to b)."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from robot_rl.algos.base import Learner, LearnerConfig, register_learner
+from robot_rl.algos.base import CRITIC_LIMITS, OPTIMISER_LIMITS, Learner, LearnerConfig, register_learner
 from robot_rl.algos.nets import DeterministicActor, QEnsemble, frozen, soft_update
 
 
@@ -32,6 +32,11 @@ class TD3BCConfig(LearnerConfig):
     squared error over action elements. TD3+BC is ``alpha=2.5, actor_bc_coef=1,
     critic_bc_coef=0``, no LayerNorm.
     """
+
+    limits: ClassVar[dict[str, str]] = {
+        **OPTIMISER_LIMITS, **CRITIC_LIMITS, "policy_noise": "[0, inf)", "noise_clip": "[0, inf)",
+        "policy_freq": "[1, inf)", "alpha": "[0, inf)", "actor_bc_coef": "[0, inf)", "critic_bc_coef": "[0, inf)",
+    }
 
     actor_lr: float = 3e-4
     """Adam learning rate of the actor."""
