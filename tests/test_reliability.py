@@ -290,9 +290,9 @@ def test_faketime_moves_the_wall_clock_only(tmp_path):
 
 
 @pytest.mark.slow
-# -3600 is out of the suite: it passed alone every time this session but failed in all four
-# full-suite runs (the test process itself stalled 0.4-1.5 s inside rclpy after the step), and
-# in its own ROS domain the faked robot node span at 190% CPU for minutes (benchmarks/RESULTS.md)
+# -3600 was out of the suite for a while: the faked robot node span at 190% CPU for minutes
+# after the step, inside Fast DDS shared memory; on UDP only (robot_rl/ros/dds.py) it stays
+# at 6-8% and passes in full-suite runs (benchmarks/RESULTS.md, clock step)
 @pytest.mark.parametrize("jump", ["-3600", "+3600"])
 def test_a_wall_clock_jump_trips_nothing_and_misses_nothing(jump, tmp_path):
     """The robot node's wall clock steps by an hour while commands flow: its control loop
