@@ -96,7 +96,8 @@ def main() -> int:
             if not start_c.wait_for_service(timeout_sec=60):
                 raise RuntimeError("the recorder did not come up (see nodes.log)")
             kill_at = None
-            refusals = []
+            refusals, cycle_notes = [], []
+            first_start_sent = None  # when this recorder was first asked to start
             give_up = time.monotonic() + 60
             while True:
                 if time.monotonic() > give_up and kill_at is None:
@@ -115,6 +116,15 @@ def main() -> int:
                         continue
                     pending = None
                     res = fut.result()
+                    if kind == "start" and not res.success and res.message == "already recording":
+                        # an earlier start went through but its reply never came back (a
+                        # response sent before the server matched this client's reader is
+                        # dropped): the episode runs since that request at the earliest, so
+                        # counting steps from then can only overstate the loss
+                        in_episode, episode_start = True, first_start_sent
+                        kill_at = kill_at or time.monotonic() + float(rng.uniform(0.0, 6.0))
+                        cycle_notes.append("start reply lost")
+                        continue
                     if kind == "start" and not res.success:
                         refusals.append(res.message)
                         probe.spin(0.1)
@@ -127,6 +137,7 @@ def main() -> int:
                         ep_len = int(rng.integers(10, 80))
                     continue
                 if not in_episode:
+                    first_start_sent = first_start_sent or now
                     pending = ("start", start_c.call_async(Trigger.Request()), now + 2.0)
                 elif sum(1 for t, _, _ in probe.sent if t > episode_start) >= ep_len:
                     pending = ("stop", stop_c.call_async(SetBool.Request(data=bool(rng.integers(2)))), now + 2.0)
@@ -135,7 +146,7 @@ def main() -> int:
             probe.node.destroy_client(start_c)
             probe.node.destroy_client(stop_c)
             seen = sum(1 for t, _, _ in probe.sent if episode_start < t <= killed_at) if in_episode else 0
-            cycle = {"kill": kill, "during": pending[0] if pending else ("episode" if in_episode else "idle"), "steps_seen": seen}
+            cycle = {"kill": kill, "during": pending[0] if pending else ("episode" if in_episode else "idle"), "steps_seen": seen, "notes": cycle_notes}
             t0 = time.monotonic()
             try:
                 store = EpisodeStore(store_path)
@@ -191,6 +202,7 @@ def main() -> int:
         "verify_ok": final.ok,
         "minutes": (time.monotonic() - t_start) / 60,
         "during": {k: sum(c["during"] == k for c in cycles) for k in ("episode", "start", "stop", "idle")},
+        "start_replies_lost": sum("start reply lost" in c["notes"] for c in cycles),
     }
     (args.out.parent / "recorder_faults.json").write_text(json.dumps({"summary": summary, "cycles": cycles}, indent=1))
     print(json.dumps(summary, indent=1))
