@@ -214,17 +214,17 @@ def test_every_limit_names_a_field_and_the_defaults_keep_them(algo):
     ("algo", "override", "message"),
     [
         ("bc", {"batch_size": 0}, "bc.batch_size must be >= 1, got 0"),
-        ("bc", {"lr": 0.0}, "bc.lr must be > 0, got 0.0"),
-        ("iql", {"gamma": 1.5}, "iql.gamma must be in (0, 1], got 1.5"),
+        ("bc", {"lr": -1e-3}, "bc.lr must be >= 0, got -0.001"),
+        ("iql", {"gamma": 1.5}, "iql.gamma must be in [0, 1], got 1.5"),
         ("iql", {"expectile": 1.0}, "iql.expectile must be in (0, 1), got 1.0"),
         ("cql", {"n_action_samples": 0}, "cql.n_action_samples must be >= 1, got 0"),
-        ("rebrac", {"tau": 0.0}, "rebrac.tau must be in (0, 1], got 0.0"),  # limits inherited from td3bc
+        ("rebrac", {"tau": -0.005}, "rebrac.tau must be in [0, 1], got -0.005"),  # limits inherited from td3bc
         ("td3bc", {"hidden": [64, 0]}, "td3bc.hidden[1] must be >= 1, got 0"),
         ("diffusion", {"down_dims": [32, -4]}, "diffusion.down_dims[1] must be >= 1, got -4"),
         ("edp", {"eta": -1.0}, "edp.eta must be >= 0, got -1.0"),
         ("saq_iql", {"codebook_ema": 1.0}, "saq_iql.codebook_ema must be in [0, 1), got 1.0"),  # from SAQConfig
         ("saq_iql", {"expectile": 0.0}, "saq_iql.expectile must be in (0, 1), got 0.0"),
-        ("ensemble_sac", {"critic_lr": -3e-4}, "ensemble_sac.critic_lr must be > 0, got -0.0003"),
+        ("ensemble_sac", {"critic_lr": -3e-4}, "ensemble_sac.critic_lr must be >= 0, got -0.0003"),
     ],
 )
 def test_out_of_range_values_are_named_before_anything_is_built(algo, override, message):
@@ -236,7 +236,7 @@ def test_a_config_built_directly_is_checked_too(store):
     from robot_rl.algos.iql import IQLConfig
 
     spec, data, _ = build(store, "bc", image=False)
-    with pytest.raises(ValueError, match=re.escape("iql.gamma must be in (0, 1], got 2.0")):
+    with pytest.raises(ValueError, match=re.escape("iql.gamma must be in [0, 1], got 2.0")):
         make_learner("iql", spec, data.normalizer, IQLConfig(gamma=2.0))
 
 
@@ -247,7 +247,7 @@ def test_train_cli_refuses_an_out_of_range_override_before_training(tmp_path, ca
     write_store(path, 2, image=False)
     out = tmp_path / "run"
     assert main(["train", "--algo", "iql", "--data", str(path), "--set", "gamma=1.5", "--steps", "5", "--out", str(out)]) == 2
-    assert "iql.gamma must be in (0, 1], got 1.5" in capsys.readouterr().err
+    assert "iql.gamma must be in [0, 1], got 1.5" in capsys.readouterr().err
     assert not out.exists()
 
 

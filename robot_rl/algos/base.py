@@ -62,8 +62,8 @@ class LearnerConfig:
 
 # the limits most learners share, for their ``limits`` (learning rates, the discount, the
 # target-network rate, the critic count)
-OPTIMISER_LIMITS = {"actor_lr": "(0, inf)", "critic_lr": "(0, inf)"}
-CRITIC_LIMITS = {"gamma": "(0, 1]", "tau": "(0, 1]", "n_critics": "[1, inf)"}
+OPTIMISER_LIMITS = {"actor_lr": "[0, inf)", "critic_lr": "[0, inf)"}
+CRITIC_LIMITS = {"gamma": "[0, 1]", "tau": "[0, 1]", "n_critics": "[1, inf)"}
 
 
 def _interval(text: str) -> tuple[float, float, bool, bool]:
@@ -129,7 +129,7 @@ def make_config(name: str, overrides: dict[str, Any] | None = None) -> LearnerCo
 
     Values are checked against the field types (``ValueError`` naming the field: a number,
     an integer, true/false, a string, a list of integers; numbers must be finite) and
-    against the config's ``limits`` (e.g. ``gamma`` in (0, 1], learning rates > 0).
+    against the config's ``limits`` (e.g. ``gamma`` in [0, 1], learning rates >= 0).
     """
     cls = learner_class(name).config_class
     overrides = dict(overrides or {})

@@ -20,7 +20,7 @@ class BCConfig(LearnerConfig):
     mode. The observation encoder (cameras) is trained by the same loss.
     """
 
-    limits: ClassVar[dict[str, str]] = {"lr": "(0, inf)", "weight_decay": "[0, inf)"}
+    limits: ClassVar[dict[str, str]] = {"lr": "[0, inf)", "weight_decay": "[0, inf)"}
 
     lr: float = 1e-3
     """Adam learning rate."""

@@ -30,7 +30,7 @@ class CQLConfig(LearnerConfig):
     """
 
     limits: ClassVar[dict[str, str]] = {
-        **OPTIMISER_LIMITS, **CRITIC_LIMITS, "temp_lr": "(0, inf)", "init_temperature": "(0, inf)",
+        **OPTIMISER_LIMITS, **CRITIC_LIMITS, "temp_lr": "[0, inf)", "init_temperature": "(0, inf)",
         "conservative_weight": "[0, inf)", "n_action_samples": "[1, inf)",
     }
 

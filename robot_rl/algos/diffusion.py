@@ -35,7 +35,7 @@ class DiffusionPolicyConfig(LearnerConfig):
     limits: ClassVar[dict[str, str]] = {
         "action_horizon": "[1, inf)", "exec_horizon": "[1, inf)", "down_dims": "[1, inf)", "kernel_size": "[1, inf)",
         "n_groups": "[1, inf)", "step_embed_dim": "[1, inf)", "diffusion_steps": "[1, inf)",
-        "inference_steps": "[1, inf)", "lr": "(0, inf)", "weight_decay": "[0, inf)", "ema_power": "(0, inf)",
+        "inference_steps": "[1, inf)", "lr": "[0, inf)", "weight_decay": "[0, inf)", "ema_power": "[0, inf)",
     }
 
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])

@@ -53,7 +53,7 @@ class EDPConfig(LearnerConfig):
     limits: ClassVar[dict[str, str]] = {
         **OPTIMISER_LIMITS, **CRITIC_LIMITS, "diffusion_steps": "[1, inf)", "inference_steps": "[1, inf)",
         "eta": "[0, inf)", "expectile": "(0, 1)", "beta": "[0, inf)", "max_weight": "(0, inf)",
-        "n_action_candidates": "[1, inf)", "temperature": "[0, inf)", "ema_power": "(0, inf)",
+        "n_action_candidates": "[1, inf)", "temperature": "[0, inf)", "ema_power": "[0, inf)",
     }
 
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])

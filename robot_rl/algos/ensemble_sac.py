@@ -71,7 +71,7 @@ class EnsembleSACConfig(LearnerConfig):
     """
 
     limits: ClassVar[dict[str, str]] = {
-        **OPTIMISER_LIMITS, **CRITIC_LIMITS, "temp_lr": "(0, inf)", "init_temperature": "(0, inf)",
+        **OPTIMISER_LIMITS, **CRITIC_LIMITS, "temp_lr": "[0, inf)", "init_temperature": "(0, inf)",
         "uncertainty_penalty": "[0, inf)", "actor_penalty": "[0, inf)", "smooth_eps": "[0, inf)",
         "smooth_samples": "[1, inf)", "value_smooth_weight": "[0, inf)", "policy_smooth_weight": "[0, inf)",
         "ood_weight": "[0, inf)", "ood_beta": "[0, inf)", "ood_samples": "[0, inf)", "ucb_candidates": "[1, inf)",

@@ -62,7 +62,7 @@ class SAQConfig(LearnerConfig):
 
     limits: ClassVar[dict[str, str]] = {
         **OPTIMISER_LIMITS, **CRITIC_LIMITS, "codebook_size": "[1, inf)", "code_dim": "[1, inf)",
-        "commitment_cost": "[0, inf)", "vq_hidden": "[1, inf)", "vqvae_lr": "(0, inf)", "vqvae_steps": "[0, inf)",
+        "commitment_cost": "[0, inf)", "vq_hidden": "[1, inf)", "vqvae_lr": "[0, inf)", "vqvae_steps": "[0, inf)",
         "codebook_ema": "[0, 1)", "usage_decay": "[0, 1)", "dead_code_threshold": "[0, inf)",
     }
 
