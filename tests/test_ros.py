@@ -266,6 +266,66 @@ def test_sigkill_recorder_mid_episode_keeps_committed_episodes(tmp_path):
     assert store.verify().ok
 
 
+@pytest.mark.slow
+def test_a_service_reply_that_never_comes_is_asked_again(tmp_path):
+    """ServiceCaller (the teleop node's and the policy node's episode calls): a start sent
+    to a frozen recorder gets no reply in time and is given up; asked again after the
+    recorder resumes, the answer "already recording" comes with asked_before, so the
+    caller can read the first request as having gone through. The late reply to the
+    abandoned request is dropped, not delivered."""
+    from std_srvs.srv import Trigger
+
+    from robot_rl.ros.common import ServiceCaller
+
+    out = tmp_path / "rec.zarr"
+    robot = start("robot_rl.ros.robot_node", "-p", "robot:=mock_arm", name="robot")
+    recorder = start("robot_rl.ros.recorder_node", "-p", f"out:={out}", "-p", "source:=scripted", name="recorder")
+    probe = Probe()
+    try:
+        discard = probe.node.create_client(Trigger, "recorder/discard")
+        start_client = probe.node.create_client(Trigger, "recorder/start")
+        calls = ServiceCaller(probe.node, timeout=1.0)
+        answers: list[tuple[bool, str, bool]] = []
+
+        def answer(result, asked_before):
+            answers.append((result.success, result.message, asked_before))
+
+        # the recorder has its store open (discard answers) and hears the robot (a start
+        # would say "waiting for first messages" otherwise): give it a moment
+        probe.wait_for(lambda: discard.service_is_ready() and start_client.service_is_ready(), timeout=60)
+        opened: list[bool] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (opened and opened[-1]):
+            if not calls.busy:
+                calls.call(discard, Trigger.Request(), "discard", lambda r, a: opened.append(r.success))
+            probe.spin(0.2)
+        assert opened and opened[-1], "the recorder never opened its store"
+        probe.spin(1.0)
+
+        os.killpg(recorder.pid, signal.SIGSTOP)
+        try:
+            assert calls.call(start_client, Trigger.Request(), "start", answer)
+            end = time.monotonic() + 1.6
+            while time.monotonic() < end:
+                calls.poll()
+                probe.spin(0.02)
+            assert not calls.busy and calls.gave_up == 1 and answers == []
+        finally:
+            os.killpg(recorder.pid, signal.SIGCONT)
+        probe.spin(1.0)  # the recorder starts recording and answers the abandoned request
+        assert answers == [], "a reply to an abandoned request was delivered"
+        assert calls.call(start_client, Trigger.Request(), "start", answer)
+        probe.wait_for(lambda: answers, timeout=10)
+        assert answers == [(False, "already recording", True)]
+        # a later, answered call of the same kind is no longer "asked before"
+        assert calls.call(start_client, Trigger.Request(), "start", answer)
+        probe.wait_for(lambda: len(answers) == 2, timeout=10)
+        assert answers[1] == (False, "already recording", False)
+    finally:
+        probe.close()
+        stop(recorder, robot)
+
+
 def test_fake_camera_capture_path():
     """The real OpenCVCamera code path on the in-package fake device."""
     from robot_rl.drivers.opencv_camera import frame_index, make_camera

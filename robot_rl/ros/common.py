@@ -136,6 +136,61 @@ class StampClock:
         return self._wall0 + time.monotonic_ns() - self._mono0
 
 
+class ServiceCaller:
+    """One service call in flight at a time, with a deadline for its reply.
+
+    A reply can fail to arrive: DDS drops a response the server sends before it has matched
+    the client's response reader (a client that starts while the server does), and a server
+    can hang. A call whose reply is not in after ``timeout`` seconds is given up
+    (``poll``, from the caller's timer), logged, and may be made again. ``done`` receives
+    the response and whether the same ``what`` was asked before without an answer, so that
+    a refusal such as "already recording" can be read as the earlier request having gone
+    through.
+    """
+
+    def __init__(self, node: LifecycleNode, timeout: float) -> None:
+        if not timeout > 0:
+            raise ValueError(f"service reply timeout must be > 0, got {timeout}")
+        self.node, self.timeout = node, float(timeout)
+        self._pending: tuple[Any, Any, str, float] | None = None  # client, future, what, deadline
+        self._unanswered: set[str] = set()
+        self.gave_up = 0
+
+    @property
+    def busy(self) -> bool:
+        return self._pending is not None
+
+    def call(self, client: Any, request: Any, what: str, done: Any) -> bool:
+        """Send ``request`` unless a call is in flight or the service is not there yet;
+        ``done(response, asked_before)`` runs with the reply."""
+        if self._pending is not None or not client.service_is_ready():
+            return False
+        future = client.call_async(request)
+        self._pending = (client, future, what, time.monotonic() + self.timeout)
+
+        def finished(f: Any) -> None:
+            if self._pending is None or self._pending[1] is not f:
+                return  # given up on already
+            self._pending = None
+            asked_before = what in self._unanswered
+            self._unanswered.discard(what)
+            done(f.result(), asked_before)
+
+        future.add_done_callback(finished)
+        return True
+
+    def poll(self) -> None:
+        """Give up on a call whose reply is overdue, so that it can be made again."""
+        if self._pending is None or time.monotonic() < self._pending[3]:
+            return
+        client, future, what, _ = self._pending
+        self._pending = None
+        client.remove_pending_request(future)
+        self._unanswered.add(what)
+        self.gave_up += 1
+        self.node.get_logger().warning(f"{what}: no reply within {self.timeout:g} s (a lost reply or a busy server); asking again")
+
+
 class RobotRLNode(LifecycleNode):
     """Lifecycle-style node: resources in configure, timers in activate.
 

@@ -51,7 +51,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from geometry_msgs.msg import Twist
@@ -66,6 +66,7 @@ from robot_rl.ros.common import (
     RELIABLE_QOS,
     SENSOR_QOS,
     RobotRLNode,
+    ServiceCaller,
     command_msg,
     command_qos,
     image_from_msg,
@@ -123,6 +124,7 @@ class PolicyNode(RobotRLNode):
         self.declare_parameter("learner_config", "")
         self.declare_parameter("sanity_steps", 0)
         self.declare_parameter("seed", 0)
+        self.declare_parameter("service_timeout", 10.0)  # longer than any legitimate reply (a twin reset, a commit)
         self.finished = False
         self.exit_code = 0
         self.enabled = False
@@ -555,7 +557,8 @@ class EpisodeRunner:
         self.results: list[dict[str, Any]] = []
         self.steps = 0
         self.phase = "reset"
-        self._in_flight = False
+        # one call at a time; a reply that never comes is asked again (ServiceCaller)
+        self._calls = ServiceCaller(node, float(node.get_parameter("service_timeout").value))
         self._reset_stamp: int | None = None
         self._outcome: str | None = None
         self._t_start = 0.0
@@ -566,24 +569,27 @@ class EpisodeRunner:
         node.create_subscription(String, "events", self._on_event, RELIABLE_QOS)
         node.create_subscription(JointState, "task", self._on_task, RELIABLE_QOS)
 
+    # what the recorder answers a repeated request whose first reply was lost
+    ALREADY_DONE: ClassVar[dict[str, str]] = {"start": "already recording", "stop": "not recording"}
+
     # a service call at a time; the next phase starts from its response
     def _call(self, client: Any, request: Any, then: Any) -> None:
-        if not client.service_is_ready():
-            return
-        self._in_flight = True
+        phase = self.phase
 
-        def done(future: Any) -> None:
-            self._in_flight = False
-            result = future.result()
-            if result is None or not result.success:
-                self.node.get_logger().warning(f"{self.phase}: {getattr(result, 'message', 'no response')}; retrying", throttle_duration_sec=2.0)
+        def done(result: Any, asked_before: bool) -> None:
+            why = getattr(result, "message", "no response")
+            if result is not None and not result.success and asked_before and why == self.ALREADY_DONE.get(phase):
+                self.node.get_logger().warning(f"{phase}: {why}: the earlier {phase} request went through and its reply was lost")
+            elif result is None or not result.success:
+                self.node.get_logger().warning(f"{phase}: {why}; retrying", throttle_duration_sec=2.0)
                 return
             then(result)
 
-        client.call_async(request).add_done_callback(done)
+        self._calls.call(client, request, phase, done)
 
     def tick(self) -> None:
-        if self._in_flight:
+        self._calls.poll()
+        if self._calls.busy:
             return
         if self.phase == "reset":
             self._reset_stamp = None
@@ -610,7 +616,7 @@ class EpisodeRunner:
     def _on_event(self, msg: String) -> None:
         event = json.loads(msg.data)
         # the announcement may overtake the service response
-        if event.get("event") == "reset" and (self.phase == "wait_reset" or (self.phase == "reset" and self._in_flight)):
+        if event.get("event") == "reset" and (self.phase == "wait_reset" or (self.phase == "reset" and self._calls.busy)):
             self._reset_stamp = int(event["stamp"])
 
     def _on_task(self, msg: JointState) -> None:

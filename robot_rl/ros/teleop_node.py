@@ -20,7 +20,7 @@ arguments (see each device's docstring in ``robot_rl.teleop``).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -29,7 +29,18 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from robot_rl.robots import make_robot
-from robot_rl.ros.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, RobotRLNode, command_msg, command_qos, json_param, run_node, stamp_to_ns
+from robot_rl.ros.common import (
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    RobotRLNode,
+    ServiceCaller,
+    command_msg,
+    command_qos,
+    json_param,
+    run_node,
+    stamp_to_ns,
+)
 from robot_rl.teleop import make_teleop
 
 
@@ -45,11 +56,13 @@ class TeleopNode(RobotRLNode):
         self.declare_parameter("seed", 0)
         self.declare_parameter("recorder", "recorder")
         self.declare_parameter("mode", "record")
+        self.declare_parameter("service_timeout", 10.0)  # longer than any legitimate reply (a twin reset, a commit)
         self.intervening = False
         self.finished = False
         self.exit_code = 0
         self._events: deque[str] = deque()
-        self._in_flight = False
+        # one episode call at a time; a reply that never comes is asked again (ServiceCaller)
+        self._calls = ServiceCaller(self, float(self.get_parameter("service_timeout").value))
         self._latest: dict[str, tuple[int, np.ndarray]] = {}
         self._acted_stamp = -1
         self._min_stamp = 0
@@ -132,7 +145,7 @@ class TeleopNode(RobotRLNode):
         if self.mode == "intervene":
             self._watch(stamp)
             return
-        if stamp == self._acted_stamp or stamp < self._min_stamp or self._in_flight or self._events:
+        if stamp == self._acted_stamp or stamp < self._min_stamp or self._calls.busy or self._events:
             return
         action = self.device.get_action({k: v.astype(np.float32) for k, (_, v) in self._latest.items()})
         self._collect_events()
@@ -174,7 +187,7 @@ class TeleopNode(RobotRLNode):
     def _on_task(self, msg: JointState) -> None:
         if self.mode == "intervene":
             return
-        if self._in_flight or self._events or stamp_to_ns(msg.header.stamp) < self._min_stamp:
+        if self._calls.busy or self._events or stamp_to_ns(msg.header.stamp) < self._min_stamp:
             return  # feedback from before the current episode (the robot keeps ticking)
         reward, success, failure = (float(v) for v in msg.position[:3])
         self.device.observe_task(reward, success > 0.5, failure > 0.5)
@@ -189,7 +202,8 @@ class TeleopNode(RobotRLNode):
             self._take_events()
             return
         self._collect_events()
-        if self._in_flight or not self._events or self._spec is None:
+        self._calls.poll()
+        if self._calls.busy or not self._events or self._spec is None:
             return
         event = self._events[0]
         if event == "quit":
@@ -212,19 +226,21 @@ class TeleopNode(RobotRLNode):
         if event == "reset":
             latest = max((s for s, _ in self._latest.values()), default=0)
             self._min_stamp = latest + 1  # act only on observations after the reset
-        self._in_flight = True
-        future = client.call_async(request)
-        future.add_done_callback(lambda f, e=event: self._done(e, f))
+        self._calls.call(client, request, event, lambda result, asked_before, e=event: self._done(e, result, asked_before))
 
-    def _done(self, event: str, future: Any) -> None:
-        self._in_flight = False
-        result = future.result()
+    # what the recorder answers a repeated request whose first reply was lost
+    ALREADY_DONE: ClassVar[dict[str, str]] = {"start": "already recording", "success": "not recording", "failure": "not recording"}
+
+    def _done(self, event: str, result: Any, asked_before: bool) -> None:
         if result is None or not result.success:
             why = getattr(result, "message", "no response")
-            if event == "start":  # e.g. the recorder is still opening its store: retry
+            if asked_before and why == self.ALREADY_DONE.get(event):
+                self.get_logger().warning(f"{event}: {why}: the earlier {event} request went through and its reply was lost")
+            elif event == "start":  # e.g. the recorder is still opening its store: retry
                 self.get_logger().warning(f"{event}: {why}; retrying", throttle_duration_sec=2.0)
                 return
-            self.get_logger().error(f"{event} failed: {why}")
+            else:
+                self.get_logger().error(f"{event} failed: {why}")
         else:
             self.get_logger().info(f"{event}: {result.message}")
         self._events.popleft()
