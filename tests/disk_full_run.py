@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,9 +37,14 @@ def main() -> int:
     store = args.dir / "rec.zarr"
     w, h = (int(v) for v in args.camera.split("x"))
 
+    logs: dict[str, list[tuple[float, str]]] = {}  # each node's output lines, read as they come (a pipe never fills)
+
     def start(module: str, name: str, *params: str) -> subprocess.Popen[str]:
         cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}", *(x for p in params for x in ("-p", p))]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        lines = logs.setdefault(name, [])
+        threading.Thread(target=lambda: lines.extend((time.monotonic(), line.rstrip("\n")) for line in proc.stdout), daemon=True).start()
+        return proc
 
     robot = start("robot_rl.ros.robot_node", "robot", "robot:=mock_arm")
     camera = start("robot_rl.ros.camera_node", "wrist", "source:=fake", f"width:={w}", f"height:={h}", "fps:=50.0")
@@ -110,6 +116,7 @@ def main() -> int:
         node.destroy_node()
         rclpy.shutdown()
     finally:
+        result["sigint_at"] = time.monotonic()
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGINT)
@@ -120,7 +127,16 @@ def main() -> int:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
     result["recorder_exit"] = recorder.returncode
-    result["recorder_log"] = [line for line in recorder.stdout.read().splitlines() if "ERROR" in line or "Traceback" in line][:5]
+    time.sleep(0.5)  # the reader threads reach the end of the output
+    timed = logs["recorder"]
+    log = [line for _, line in timed]
+    result["recorder_log"] = [line for line in log if "ERROR" in line or "Traceback" in line][:5]
+    # each traceback in full (up to 40 lines), split by whether it came before the SIGINT
+    # that ends the run (the fault handling under test) or during the shutdown after it
+    blocks = [(t, log[i : i + 40]) for i, (t, line) in enumerate(timed) if "Traceback" in line]
+    result["recorder_tracebacks"] = [b for t, b in blocks if t < result["sigint_at"]]
+    result["recorder_tracebacks_at_shutdown"] = [b for t, b in blocks if t >= result["sigint_at"]]
+    result["recorder_log_tail"] = log[-30:]
     # what is left on the full disk: every committed episode readable, verify's verdict
     from robot_rl.data import EpisodeStore
     from robot_rl.data.verify import verify
