@@ -130,6 +130,35 @@ def test_a_lone_command_after_a_silence_does_not_move_the_robot(rearm, tmp_path)
         rclpy.shutdown(context=ctx)
 
 
+@pytest.mark.parametrize("service", ["reset", "reset_estop"])
+def test_a_command_pending_at_a_reset_is_dropped_not_sent_as_nothing(service, tmp_path):
+    """A command that arrives between two control ticks, then a reset (or an e-stop reset):
+    the next tick holds quietly. Before, it passed the dropped command on as None, which
+    the safety filter counted and logged as a rejected action of shape () (seen in the
+    demo's deploy log)."""
+    import rclpy
+    from std_srvs.srv import Trigger
+
+    node, ctx = in_process_node("sim_base", tmp_path / "audit.txt", [])
+    try:
+        msg = fuzz_twist(np.random.default_rng(0))[0]
+        msg.linear.x, msg.angular.z = 0.3, 0.0
+        node._on_twist(msg)
+        node._on_twist(msg)  # a stream: armed
+        node._tick()
+        assert node.guard.last_sent[0] > 0
+        node._on_twist(msg)  # pending for the next tick
+        getattr(node, f"_on_{service}")(Trigger.Request(), Trigger.Response())
+        before = dict(node.guard.filter.counts)
+        node._tick()
+        rejected = {k: v - before.get(k, 0) for k, v in node.guard.filter.counts.items() if k.startswith("rejected")}
+        assert not any(rejected.values()), rejected
+        assert np.all(node.guard.last_sent == 0.0), node.guard.last_sent
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
 WRONG_TYPES = """
 import time, rclpy
 from std_msgs.msg import Int32MultiArray, String

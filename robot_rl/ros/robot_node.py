@@ -241,7 +241,7 @@ class RobotNode(RobotRLNode):
     def _on_reset_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
             self.guard.reset_estop()
-            self._command = None
+            self._command, self._command_fresh = None, False
             self._stream = 0
             self._awaiting_hold = False
         response.success, response.message = True, "e-stop reset; waiting for a fresh command"
@@ -253,7 +253,9 @@ class RobotNode(RobotRLNode):
             obs = self.robot.reset(self._seed)
             self.guard = GuardedRobot(self.robot, clock=self.guard.filter.clock) if not self.guard.filter.estopped else self.guard
             self.guard.last_obs = obs
-            self._command = None
+            # a command that arrived since the last tick is dropped with the rest: the next
+            # tick must not send it (it sent None before, which the filter rejected)
+            self._command, self._command_fresh = None, False
             self._stream = 0
             self._awaiting_hold = False
             self._last_control = time.monotonic()
