@@ -426,3 +426,44 @@ def test_a_node_that_cannot_activate_exits():
             return self.fail("no status packet from the bus")
 
     assert run_node(CannotActivate, ["cannot_activate"]) == 1
+
+
+def test_a_callback_that_runs_into_the_shutdown_ends_the_node_cleanly():
+    """SIGINT's handler shuts the context down at once; a timer callback already due then
+    publishes on it and rcl raises "publisher's context is invalid". run_node reads that as
+    the shutdown (exit 0), not a crash: before, nodes exited 1 with that traceback now and
+    then on Ctrl-C (a robot node in a clean-clone CI run, the recorder in the disk-full
+    test). The same error while the context is alive still propagates."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from std_msgs.msg import String
+
+    from robot_rl.ros.common import RCLError, RobotRLNode, run_node
+
+    class Publisher(RobotRLNode):
+        shut_down_first = True
+
+        def __init__(self) -> None:
+            super().__init__("publisher")
+
+        def on_configure(self, state) -> TransitionCallbackReturn:
+            self.pub = self.create_publisher(String, "chatter", 10)
+            return TransitionCallbackReturn.SUCCESS
+
+        def on_activate(self, state) -> TransitionCallbackReturn:
+            self.create_timer(0.01, self.tick)
+            return super().on_activate(state)
+
+        def tick(self) -> None:
+            if self.shut_down_first:
+                # what SIGINT's handler does, between the executor's wait and this callback:
+                # the rcl context is shut down, the handles stay
+                rclpy.get_default_context().handle.shutdown()
+                self.pub.publish(String(data="after the shutdown"))
+            else:
+                raise RCLError("an rcl failure while running")
+
+    assert run_node(Publisher, ["publisher"]) == 0
+    Publisher.shut_down_first = False
+    with pytest.raises(RCLError, match="while running"):
+        run_node(Publisher, ["publisher"])

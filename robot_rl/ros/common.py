@@ -14,12 +14,15 @@ from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy_impl
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
 from robot_rl.ros.dds import udp_only_transport
+
+RCLError = _rclpy_impl.RCLError  # what rcl raises, e.g. publishing on a shut-down context
 
 SENSOR_QOS = qos_profile_sensor_data
 RELIABLE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -263,12 +266,19 @@ def run_node(node_cls: type[RobotRLNode], args: Sequence[str] | None = None) -> 
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok() and not getattr(node, "finished", False):
-            executor.spin_once(timeout_sec=0.1)
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except RCLError:
+                # SIGINT's handler shuts the context down at once; a callback that runs after
+                # that (a timer already due) fails to publish on it: that is the shutdown,
+                # not a fault (it made nodes exit 1 with a traceback on Ctrl-C, now and then)
+                if rclpy.ok():
+                    raise
+                break
         code = int(getattr(node, "exit_code", 0))
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()  # also after SIGINT's handler shut the rcl context down
     return code
