@@ -270,12 +270,12 @@ def test_sigkill_recorder_mid_episode_keeps_committed_episodes(tmp_path):
 def test_a_service_reply_that_never_comes_is_asked_again(tmp_path):
     """ServiceCaller (the teleop node's and the policy node's episode calls): a start sent
     to a frozen recorder gets no reply in time and is given up; asked again after the
-    recorder resumes, the answer "already recording" comes with asked_before, so the
-    caller can read the first request as having gone through. The late reply to the
+    recorder resumes, the answer "already recording" is read as the first request having gone
+    through. The late reply to the
     abandoned request is dropped, not delivered."""
     from std_srvs.srv import Trigger
 
-    from robot_rl.ros.common import ServiceCaller
+    from robot_rl.ros.common import ALREADY_RECORDING, ServiceCaller
 
     out = tmp_path / "rec.zarr"
     robot = start("robot_rl.ros.robot_node", "-p", "robot:=mock_arm", name="robot")
@@ -287,8 +287,8 @@ def test_a_service_reply_that_never_comes_is_asked_again(tmp_path):
         calls = ServiceCaller(probe.node, timeout=1.0)
         answers: list[tuple[bool, str, bool]] = []
 
-        def answer(result, asked_before):
-            answers.append((result.success, result.message, asked_before))
+        def answer(result, went_through):
+            answers.append((result.success, result.message, went_through))
 
         # the recorder has its store open (discard answers) and hears the robot (a start
         # would say "waiting for first messages" otherwise): give it a moment
@@ -304,7 +304,7 @@ def test_a_service_reply_that_never_comes_is_asked_again(tmp_path):
 
         os.killpg(recorder.pid, signal.SIGSTOP)
         try:
-            assert calls.call(start_client, Trigger.Request(), "start", answer)
+            assert calls.call(start_client, Trigger.Request(), "start", answer, ALREADY_RECORDING)
             end = time.monotonic() + 1.6
             while time.monotonic() < end:
                 calls.poll()
@@ -314,11 +314,11 @@ def test_a_service_reply_that_never_comes_is_asked_again(tmp_path):
             os.killpg(recorder.pid, signal.SIGCONT)
         probe.spin(1.0)  # the recorder starts recording and answers the abandoned request
         assert answers == [], "a reply to an abandoned request was delivered"
-        assert calls.call(start_client, Trigger.Request(), "start", answer)
+        assert calls.call(start_client, Trigger.Request(), "start", answer, ALREADY_RECORDING)
         probe.wait_for(lambda: answers, timeout=10)
         assert answers == [(False, "already recording", True)]
         # a later, answered call of the same kind is no longer "asked before"
-        assert calls.call(start_client, Trigger.Request(), "start", answer)
+        assert calls.call(start_client, Trigger.Request(), "start", answer, ALREADY_RECORDING)
         probe.wait_for(lambda: len(answers) == 2, timeout=10)
         assert answers[1] == (False, "already recording", False)
     finally:

@@ -65,7 +65,7 @@ def main() -> int:
     from robot_rl.data import EpisodeStore
     from robot_rl.data.recovery import recover
     from robot_rl.data.verify import verify
-    from robot_rl.ros.common import command_msg
+    from robot_rl.ros.common import ALREADY_RECORDING, command_msg
 
     args.out.mkdir(parents=True, exist_ok=True)
     store_path, audit_path, log = args.out / "rec.zarr", args.out / "audit.txt", args.out / "nodes.log"
@@ -116,7 +116,7 @@ def main() -> int:
                         continue
                     pending = None
                     res = fut.result()
-                    if kind == "start" and not res.success and res.message == "already recording":
+                    if kind == "start" and not res.success and res.message == ALREADY_RECORDING:
                         # an earlier start went through but its reply never came back (a
                         # response sent before the server matched this client's reader is
                         # dropped): the episode runs since that request at the earliest, so

@@ -99,6 +99,7 @@ class EpisodeWriter:
         if (self.path / "zarr.json").is_file():
             self._lock = WriterLock(self.path).acquire()
             try:
+                # recovery checks the reader's dtype/codec allow-list before any chunk is read
                 self.recovery = recover_locked(self.path, salvage=salvage)
                 if self.recovery.changed:
                     log.warning("recovered %s: %s", self.path, self.recovery.summary())
@@ -129,7 +130,6 @@ class EpisodeWriter:
                 f"{self.path} was written with a different schema:\n  stored: {self.schema.to_json()}\n"
                 f"  given:  {schema.to_json()}"
             )
-        layout.check_format(self.path, self.schema)  # the reader's allow-list, before appending
         self._arrays = {k: layout.open_array(self._root, f"{layout.DATA}/{k}", key=k) for k in self.schema.keys}
         self._ends = layout.open_array(self._root, layout.EPISODE_ENDS)
         self._records = layout.open_array(self._root, layout.EPISODES)

@@ -139,6 +139,11 @@ class StampClock:
         return self._wall0 + time.monotonic_ns() - self._mono0
 
 
+# the recorder's refusals of a start / stop that mean an earlier, unanswered one went through
+ALREADY_RECORDING = "already recording"
+NOT_RECORDING = "not recording"
+
+
 class ServiceCaller:
     """One service call in flight at a time, with a deadline for its reply.
 
@@ -146,9 +151,9 @@ class ServiceCaller:
     the client's response reader (a client that starts while the server does), and a server
     can hang. A call whose reply is not in after ``timeout`` seconds is given up
     (``poll``, from the caller's timer), logged, and may be made again. ``done`` receives
-    the response and whether the same ``what`` was asked before without an answer, so that
-    a refusal such as "already recording" can be read as the earlier request having gone
-    through.
+    the response and whether it means the request went through: a success, or, when the
+    same ``what`` was asked before without an answer, the refusal ``done_if`` (such as
+    ``ALREADY_RECORDING``), which says the earlier request went through.
     """
 
     def __init__(self, node: LifecycleNode, timeout: float) -> None:
@@ -163,9 +168,9 @@ class ServiceCaller:
     def busy(self) -> bool:
         return self._pending is not None
 
-    def call(self, client: Any, request: Any, what: str, done: Any) -> bool:
+    def call(self, client: Any, request: Any, what: str, done: Any, done_if: str | None = None) -> bool:
         """Send ``request`` unless a call is in flight or the service is not there yet;
-        ``done(response, asked_before)`` runs with the reply."""
+        ``done(response, went_through)`` runs with the reply."""
         if self._pending is not None or not client.service_is_ready():
             return False
         future = client.call_async(request)
@@ -177,7 +182,12 @@ class ServiceCaller:
             self._pending = None
             asked_before = what in self._unanswered
             self._unanswered.discard(what)
-            done(f.result(), asked_before)
+            result = f.result()
+            went_through = result is not None and bool(result.success)
+            if not went_through and asked_before and done_if is not None and getattr(result, "message", None) == done_if:
+                self.node.get_logger().warning(f"{what}: {done_if}: the earlier {what} request went through and its reply was lost")
+                went_through = True
+            done(result, went_through)
 
         future.add_done_callback(finished)
         return True

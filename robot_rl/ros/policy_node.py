@@ -51,7 +51,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import Twist
@@ -62,7 +62,9 @@ from std_srvs.srv import SetBool, Trigger
 
 from robot_rl.data.schema import KeySpec
 from robot_rl.ros.common import (
+    ALREADY_RECORDING,
     LATCHED_QOS,
+    NOT_RECORDING,
     RELIABLE_QOS,
     SENSOR_QOS,
     RobotRLNode,
@@ -569,23 +571,17 @@ class EpisodeRunner:
         node.create_subscription(String, "events", self._on_event, RELIABLE_QOS)
         node.create_subscription(JointState, "task", self._on_task, RELIABLE_QOS)
 
-    # what the recorder answers a repeated request whose first reply was lost
-    ALREADY_DONE: ClassVar[dict[str, str]] = {"start": "already recording", "stop": "not recording"}
-
     # a service call at a time; the next phase starts from its response
     def _call(self, client: Any, request: Any, then: Any) -> None:
         phase = self.phase
 
-        def done(result: Any, asked_before: bool) -> None:
-            why = getattr(result, "message", "no response")
-            if result is not None and not result.success and asked_before and why == self.ALREADY_DONE.get(phase):
-                self.node.get_logger().warning(f"{phase}: {why}: the earlier {phase} request went through and its reply was lost")
-            elif result is None or not result.success:
-                self.node.get_logger().warning(f"{phase}: {why}; retrying", throttle_duration_sec=2.0)
+        def done(result: Any, went_through: bool) -> None:
+            if not went_through:
+                self.node.get_logger().warning(f"{phase}: {getattr(result, 'message', 'no response')}; retrying", throttle_duration_sec=2.0)
                 return
             then(result)
 
-        self._calls.call(client, request, phase, done)
+        self._calls.call(client, request, phase, done, {"start": ALREADY_RECORDING, "stop": NOT_RECORDING}.get(phase))
 
     def tick(self) -> None:
         self._calls.poll()

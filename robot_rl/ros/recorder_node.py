@@ -34,7 +34,9 @@ from robot_rl.calibration.camera_info import CalibrationError
 from robot_rl.calibration.registry import parse_ref, resolve_ref
 from robot_rl.data import SOURCES, EpisodeWriter, KeySpec, SchemaError, StoreError, StoreSchema
 from robot_rl.ros.common import (
+    ALREADY_RECORDING,
     LATCHED_QOS,
+    NOT_RECORDING,
     RELIABLE_QOS,
     SENSOR_QOS,
     RobotRLNode,
@@ -277,7 +279,7 @@ class RecorderNode(RobotRLNode):
         elif self.writer is None:
             response.success, response.message = False, "waiting for robot_spec from the robot node"
         elif self.recording:
-            response.success, response.message = False, "already recording"
+            response.success, response.message = False, ALREADY_RECORDING
         elif missing := [k for k, h in self._history.items() if not h]:
             # an episode cannot start before every source is live (e.g. a camera node still starting)
             response.success, response.message = False, f"waiting for first messages on {missing}"
@@ -296,7 +298,7 @@ class RecorderNode(RobotRLNode):
 
     def _on_stop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         if not self.recording or self.writer is None:
-            response.success, response.message = False, "not recording"
+            response.success, response.message = False, NOT_RECORDING
             return response
         self._assemble(force=True)
         if self.writer is None:  # the store failed while assembling the last steps

@@ -20,7 +20,7 @@ arguments (see each device's docstring in ``robot_rl.teleop``).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -30,7 +30,9 @@ from std_srvs.srv import SetBool, Trigger
 
 from robot_rl.robots import make_robot
 from robot_rl.ros.common import (
+    ALREADY_RECORDING,
     LATCHED_QOS,
+    NOT_RECORDING,
     RELIABLE_QOS,
     SENSOR_QOS,
     RobotRLNode,
@@ -226,22 +228,17 @@ class TeleopNode(RobotRLNode):
         if event == "reset":
             latest = max((s for s, _ in self._latest.values()), default=0)
             self._min_stamp = latest + 1  # act only on observations after the reset
-        self._calls.call(client, request, event, lambda result, asked_before, e=event: self._done(e, result, asked_before))
+        done_if = {"start": ALREADY_RECORDING, "success": NOT_RECORDING, "failure": NOT_RECORDING}.get(event)
+        self._calls.call(client, request, event, lambda result, went_through, e=event: self._done(e, result, went_through), done_if)
 
-    # what the recorder answers a repeated request whose first reply was lost
-    ALREADY_DONE: ClassVar[dict[str, str]] = {"start": "already recording", "success": "not recording", "failure": "not recording"}
-
-    def _done(self, event: str, result: Any, asked_before: bool) -> None:
-        if result is None or not result.success:
+    def _done(self, event: str, result: Any, went_through: bool) -> None:
+        if not went_through:
             why = getattr(result, "message", "no response")
-            if asked_before and why == self.ALREADY_DONE.get(event):
-                self.get_logger().warning(f"{event}: {why}: the earlier {event} request went through and its reply was lost")
-            elif event == "start":  # e.g. the recorder is still opening its store: retry
+            if event == "start":  # e.g. the recorder is still opening its store: retry
                 self.get_logger().warning(f"{event}: {why}; retrying", throttle_duration_sec=2.0)
                 return
-            else:
-                self.get_logger().error(f"{event} failed: {why}")
-        else:
+            self.get_logger().error(f"{event} failed: {why}")
+        elif result.success:
             self.get_logger().info(f"{event}: {result.message}")
         self._events.popleft()
         self._maybe_act()  # the robot waits for a command: act on the observation we have
